@@ -1,0 +1,13 @@
+"""Algorithm registry: name -> AlgoSpec (config dataclass, init, update factory)."""
+
+from __future__ import annotations
+
+from mcpo.algos import kl, mcpo, ppo
+from mcpo.algos.common import AlgoSpec
+
+ALGOS: dict[str, AlgoSpec] = {
+    spec.name: spec
+    for spec in (mcpo.SPEC, ppo.SPEC, kl.SPEC_FIXED, kl.SPEC_ADAPTIVE)
+}
+
+__all__ = ["ALGOS", "AlgoSpec"]

@@ -1,0 +1,166 @@
+"""What every algorithm's update shares: the learner state, the optimizer, the K-epoch x
+minibatch loop (one `lax.scan` inside one jitted call), the surrogate pieces and diagnostics.
+
+An algorithm module supplies a pure loss `(params, algo_state, minibatch) -> (loss, info)` and
+optionally a `post_update` hook; `make_minibatch_update` turns them into the whole update.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from mcpo.rollout import Batch
+
+
+class TrainState(NamedTuple):
+    """The learner state: a pytree, saved whole in a checkpoint."""
+
+    params: Any        # {"actor": ..., "critic": ...}
+    opt_state: Any
+    algo: Any          # algorithm-specific state (KL beta, MCPO memory, ...), a pytree
+    key: jax.Array
+    n_updates: jax.Array  # optimizer steps taken (int32)
+
+
+@dataclass(frozen=True)
+class AlgoSpec:
+    name: str
+    config_cls: type
+    init: Callable       # (cfg: TrainConfig, policy, key) -> TrainState
+    make_update: Callable  # (cfg, policy) -> update(state, batch) -> (state, stats)
+    summary: str
+
+
+def total_optimizer_steps(cfg) -> int:
+    return max(1, cfg.num_iterations * cfg.update_epochs * cfg.num_minibatches)
+
+
+def make_optimizer(cfg, learning_rate: float | None = None) -> optax.GradientTransformation:
+    """Adam with global-norm clipping; linear decay to 0 over training if `anneal_lr`."""
+    lr = cfg.learning_rate if learning_rate is None else learning_rate
+    if cfg.anneal_lr:
+        lr = optax.linear_schedule(lr, 0.0, total_optimizer_steps(cfg))
+    return optax.chain(optax.clip_by_global_norm(cfg.max_grad_norm),
+                       optax.adam(lr, eps=cfg.adam_eps))
+
+
+def init_train_state(cfg, policy, key, algo_state_fn=lambda params: ()) -> TrainState:
+    key, k_net = jax.random.split(key)
+    params = policy.init(k_net)
+    return TrainState(params=params, opt_state=make_optimizer(cfg).init(params),
+                      algo=algo_state_fn(params), key=key, n_updates=jnp.zeros((), jnp.int32))
+
+
+# ----------------------------------------------------------------------------------------------
+# Epochs x minibatches
+# ----------------------------------------------------------------------------------------------
+def minibatch_epochs(carry, batch, key, n_epochs: int, n_minibatches: int, step_fn):
+    """Run `step_fn(carry, minibatch) -> (carry, info)` over `n_epochs` random partitions of
+    the batch into `n_minibatches`; one nested `lax.scan`. Returns (carry, info stacked
+    (n_epochs, n_minibatches, ...))."""
+    B = batch.obs.shape[0]
+    mb = B // n_minibatches
+
+    def epoch(c, k):
+        perm = jax.random.permutation(k, B)
+        shuffled = jax.tree.map(
+            lambda x: jnp.take(x, perm, axis=0).reshape((n_minibatches, mb) + x.shape[1:]),
+            batch)
+        return jax.lax.scan(step_fn, c, shuffled)
+
+    return jax.lax.scan(epoch, carry, jax.random.split(key, n_epochs))
+
+
+def mean_over_steps(info: dict) -> dict:
+    """Average per-minibatch diagnostics over epochs and minibatches."""
+    return {k: jnp.mean(v, axis=(0, 1)) for k, v in info.items()}
+
+
+# ----------------------------------------------------------------------------------------------
+# Surrogate pieces
+# ----------------------------------------------------------------------------------------------
+def normalize(x, enabled: bool = True):
+    if not enabled:
+        return x
+    return (x - x.mean()) / (x.std() + 1e-8)
+
+
+class PolicyTerms(NamedTuple):
+    dist: jax.Array      # current distribution parameters
+    logp: jax.Array
+    logratio: jax.Array  # log pi_theta - log pi_old
+    ratio: jax.Array     # tau_t(theta)
+
+
+def policy_terms(policy, actor, mb: Batch) -> PolicyTerms:
+    dist = policy.dist_params(actor, mb.obs)
+    logp = policy.dist.log_prob(dist, mb.actions)
+    logratio = logp - mb.logp
+    return PolicyTerms(dist, logp, logratio, jnp.exp(logratio))
+
+
+def value_loss(policy, critic, mb: Batch):
+    v = policy.value(critic, mb.obs)
+    return 0.5 * jnp.mean(jnp.square(v - mb.returns))
+
+
+def ratio_diagnostics(pt: PolicyTerms, clip_coef: float = 0.2) -> dict:
+    """CleanRL's approx-KL estimator and the fraction of ratios outside [1-c, 1+c]."""
+    return {"approx_kl": jnp.mean((pt.ratio - 1.0) - pt.logratio),
+            "clipfrac": jnp.mean((jnp.abs(pt.ratio - 1.0) > clip_coef).astype(jnp.float32))}
+
+
+def explained_variance(values, returns):
+    var = jnp.var(returns)
+    return jnp.where(var > 0, 1.0 - jnp.var(returns - values) / var, jnp.nan)
+
+
+def batch_diagnostics(policy, params, batch: Batch) -> dict:
+    """After the update, on the whole batch: D(theta_old, theta) and explained variance."""
+    dist = policy.dist_params(params["actor"], batch.obs)
+    return {"kl_old_new": jnp.mean(policy.dist.kl(batch.dist, dist)),
+            "explained_variance": explained_variance(batch.values, batch.returns)}
+
+
+def all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
+              if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+# ----------------------------------------------------------------------------------------------
+# The generic first-order update (PPO, KL-Fixed, KL-Adaptive, ...)
+# ----------------------------------------------------------------------------------------------
+def make_minibatch_update(cfg, policy, loss_fn, post_update=None):
+    """Build `update(state, batch) -> (state, stats)` from a pure loss.
+
+    loss_fn(params, algo_state, mb) -> (loss, info); post_update(state, batch) ->
+    (state, stats) runs once after the K epochs (e.g. KL-Adaptive's beta rule).
+    """
+    tx = make_optimizer(cfg)
+
+    def step(state: TrainState, mb: Batch):
+        (_, info), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state.algo,
+                                                                     mb)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        info = dict(info, grad_norm=optax.global_norm(grads))
+        return state._replace(params=optax.apply_updates(state.params, updates),
+                              opt_state=opt_state, n_updates=state.n_updates + 1), info
+
+    def update(state: TrainState, batch: Batch):
+        key, k_perm = jax.random.split(state.key)
+        state, info = minibatch_epochs(state._replace(key=key), batch, k_perm,
+                                       cfg.update_epochs, cfg.num_minibatches, step)
+        stats = mean_over_steps(info)
+        stats.update(batch_diagnostics(policy, state.params, batch))
+        if post_update is not None:
+            state, extra = post_update(state, batch, stats)
+            stats.update(extra)
+        return state, stats
+
+    return update

@@ -1,0 +1,106 @@
+"""Safe, atomic checkpoints (DESIGN.md §2, §8).
+
+File layout: ``MAGIC | sha256(payload) | payload`` where payload is msgpack of
+``{"meta": {...JSON-like...}, "arrays": {path: {"dtype", "shape", "data"}}}``.
+No pickle anywhere: loading never executes code. A truncated or altered file fails the checksum
+and is reported as corrupt. Writes go to a temp file in the same directory, are fsynced, then
+renamed over the target, so a kill at any moment leaves either the old or the new checkpoint.
+
+Arrays are restored into a *template* pytree built from the run's config, and every leaf's path,
+shape and dtype must match, so a checkpoint from another config is refused with a clear error.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import jax
+import msgpack
+import numpy as np
+
+from mcpo.config import ConfigError
+
+MAGIC = b"MCPO-CKPT-v1\n"
+
+
+class CheckpointError(ConfigError):
+    """Missing, corrupt or mismatched checkpoint (user-facing)."""
+
+
+def flatten(tree, prefix: str = "") -> dict[str, np.ndarray]:
+    leaves, _ = jax.tree_util.tree_flatten_with_path(tree)
+    return {prefix + jax.tree_util.keystr(path): np.asarray(leaf) for path, leaf in leaves}
+
+
+def _encode(arr: np.ndarray) -> dict:
+    arr = np.ascontiguousarray(arr)
+    return {"dtype": arr.dtype.str, "shape": list(arr.shape), "data": arr.tobytes()}
+
+
+def _decode(d: dict) -> np.ndarray:
+    return np.frombuffer(d["data"], dtype=np.dtype(d["dtype"])).reshape(d["shape"]).copy()
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def save_checkpoint(path, arrays: dict[str, np.ndarray], meta: dict) -> None:
+    payload = msgpack.packb({"meta": meta, "arrays": {k: _encode(v) for k, v in arrays.items()}},
+                            use_bin_type=True)
+    atomic_write_bytes(Path(path), MAGIC + hashlib.sha256(payload).digest() + payload)
+
+
+def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"No checkpoint at {path}.")
+    raw = path.read_bytes()
+    head = len(MAGIC) + 32
+    if len(raw) < head or not raw.startswith(MAGIC):
+        raise CheckpointError(f"{path} is not an mcpo checkpoint (bad header); it may be "
+                              f"truncated or another kind of file.")
+    digest, payload = raw[len(MAGIC):head], raw[head:]
+    if hashlib.sha256(payload).digest() != digest:
+        raise CheckpointError(f"Checkpoint {path} is corrupt (checksum mismatch): it was "
+                              f"truncated or modified. Use an earlier snapshot in "
+                              f"{path.parent} or start a new run.")
+    try:
+        obj = msgpack.unpackb(payload, raw=False, strict_map_key=False)
+        arrays = {k: _decode(v) for k, v in obj["arrays"].items()}
+        meta = obj["meta"]
+    except Exception as e:  # noqa: BLE001 - any decode failure means corrupt
+        raise CheckpointError(f"Checkpoint {path} cannot be decoded ({e}).") from None
+    return arrays, meta
+
+
+def restore(template, arrays: dict[str, np.ndarray], prefix: str = "", source: str = ""):
+    """Fill `template`'s leaves from `arrays`, checking path, shape and dtype of each."""
+    leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+    out = []
+    for path, leaf in leaves:
+        key = prefix + jax.tree_util.keystr(path)
+        if key not in arrays:
+            raise CheckpointError(f"Checkpoint {source} lacks {key!r}: it was written by a "
+                                  f"different algorithm or configuration.")
+        arr = arrays[key]
+        want = np.asarray(leaf)
+        if arr.shape != want.shape or arr.dtype != want.dtype:
+            raise CheckpointError(f"Checkpoint {source}: {key!r} has shape {arr.shape} "
+                                  f"{arr.dtype}, the run's config needs {want.shape} "
+                                  f"{want.dtype}.")
+        out.append(arr)
+    return jax.tree_util.tree_unflatten(treedef, out)

@@ -1,0 +1,197 @@
+"""Rollout collection, GAE and the training batch (DESIGN.md §3).
+
+The collector steps the vector env with the sampling policy theta_old (actor forward in NumPy on
+a host copy of the parameters). After the rollout one jitted call evaluates theta_old and the
+critic on all T x E states at once -- values, bootstrap values of final observations, log-probs
+and distribution parameters -- and computes GAE. So the per-step loop holds no JAX dispatch.
+
+Truncation is not termination: on a time-limit truncation the target bootstraps with
+gamma * V(final obs); on termination it does not (`gae`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from mcpo.envs import RunningMeanStd, env_seeds, normalize_obs
+
+
+class Interrupted(Exception):
+    """Raised inside the rollout when a stop was requested (SIGINT/SIGTERM)."""
+
+
+class Rollout(NamedTuple):
+    obs: np.ndarray         # (T, E, D) normalized observations the policy saw
+    actions: np.ndarray     # (T, E, A) unclipped samples, or (T, E) ints
+    rewards: np.ndarray     # (T, E) rewards used for learning (scaled if norm_reward)
+    terminated: np.ndarray  # (T, E)
+    truncated: np.ndarray   # (T, E) time-limit ends that are not terminations
+    final_obs: np.ndarray   # (T, E, D) normalized last obs of episodes ending at t, else 0
+    last_obs: np.ndarray    # (E, D) normalized obs after the last step (bootstrap)
+
+
+class Batch(NamedTuple):
+    """One rollout, flattened to B = T x E samples, as the update sees it."""
+
+    obs: jax.Array
+    actions: jax.Array
+    logp: jax.Array         # log pi_old(a|s)
+    dist: jax.Array         # pi_old's distribution parameters per state
+    values: jax.Array       # V_old(s)
+    advantages: jax.Array   # GAE, unnormalized
+    returns: jax.Array      # advantages + values (value targets)
+
+
+def gae(rewards, values, next_values, terminated, dones, gamma: float, lam: float):
+    """Generalized advantage estimation over (T, E) arrays.
+
+    next_values[t] is V of the state after step t: V(final obs) when the episode ended at t,
+    else V(s_{t+1}). Termination zeroes the bootstrap; any end (termination or truncation)
+    stops the lambda-recursion from crossing into the next episode.
+    """
+    not_term = 1.0 - terminated.astype(values.dtype)
+    not_done = 1.0 - dones.astype(values.dtype)
+    deltas = rewards + gamma * not_term * next_values - values
+
+    def body(adv_next, x):
+        delta, nd = x
+        adv = delta + gamma * lam * nd * adv_next
+        return adv, adv
+
+    _, adv = jax.lax.scan(body, jnp.zeros_like(values[0]), (deltas, not_done), reverse=True)
+    return adv, adv + values
+
+
+def make_prepare_batch(policy, gamma: float, lam: float):
+    """Jitted: rollout arrays + params -> Batch (theta_old evaluated on all states at once)."""
+
+    @jax.jit
+    def prepare(params, ro: Rollout) -> Batch:
+        T, E = ro.rewards.shape
+        values = policy.value(params["critic"], ro.obs)
+        v_last = policy.value(params["critic"], ro.last_obs)
+        v_final = policy.value(params["critic"], ro.final_obs)
+        dones = jnp.logical_or(ro.terminated, ro.truncated)
+        v_next = jnp.concatenate([values[1:], v_last[None]], axis=0)
+        v_next = jnp.where(dones, v_final, v_next)
+        adv, ret = gae(ro.rewards, values, v_next, ro.terminated, dones, gamma, lam)
+        dist = policy.dist_params(params["actor"], ro.obs)
+        logp = policy.dist.log_prob(dist, ro.actions)
+        flat = lambda x: x.reshape((T * E,) + x.shape[2:])  # noqa: E731
+        return Batch(obs=flat(ro.obs), actions=flat(ro.actions), logp=flat(logp),
+                     dist=flat(dist), values=flat(values), advantages=flat(adv),
+                     returns=flat(ret))
+
+    return prepare
+
+
+class Collector:
+    """Steps the vector env, keeps normalization statistics and episode statistics."""
+
+    def __init__(self, vec, policy, *, num_steps: int, gamma: float, norm_obs: bool,
+                 norm_reward: bool, clip_obs: float, clip_reward: float):
+        self.vec = vec
+        self.policy = policy
+        self.T = num_steps
+        self.E = vec.num_envs
+        self.gamma = gamma
+        self.clip_obs = clip_obs
+        self.clip_reward = clip_reward
+        self.obs_rms = RunningMeanStd((vec.obs_dim,)) if norm_obs else None
+        self.ret_rms = RunningMeanStd(()) if norm_reward else None
+        space = vec.single_action_space
+        self.discrete = not hasattr(space, "low")
+        if not self.discrete:
+            self.low = space.low.astype(np.float32)
+            self.high = space.high.astype(np.float32)
+            self.act_shape = space.shape
+        self.raw_obs = None
+        self.ep_return = np.zeros(self.E)
+        self.ep_length = np.zeros(self.E, np.int64)
+        self.disc_return = np.zeros(self.E)
+        self.lost_episodes = 0  # episodes in flight when envs were (re)started
+
+    def start(self, seed: int, epoch: int) -> None:
+        """(Re)start all envs, seeded from (seed, epoch)."""
+        if self.raw_obs is not None:
+            self.lost_episodes += int(np.sum(self.ep_length > 0))
+        self.raw_obs = self.vec.reset(env_seeds(seed, epoch, self.E))
+        if self.obs_rms is not None:
+            self.obs_rms.update(self.raw_obs.astype(np.float64))
+        self.ep_return[:] = 0.0
+        self.ep_length[:] = 0
+        self.disc_return[:] = 0.0
+
+    def _norm(self, raw):
+        return normalize_obs(raw, self.obs_rms, self.clip_obs)
+
+    def collect(self, actor_np, rng: np.random.Generator, should_stop=lambda: False):
+        """Run T steps; returns (Rollout, list of (episode return, length) finished)."""
+        T, E, D = self.T, self.E, self.vec.obs_dim
+        obs_buf = np.empty((T, E, D), np.float32)
+        fin_buf = np.zeros((T, E, D), np.float32)
+        act_buf = (np.empty((T, E), np.int32) if self.discrete
+                   else np.empty((T, E) + self.act_shape, np.float32))
+        rew_buf = np.empty((T, E), np.float32)
+        term_buf = np.empty((T, E), bool)
+        trunc_buf = np.empty((T, E), bool)
+        episodes = []
+        obs_rms, ret_rms = self.obs_rms, self.ret_rms
+        obs = self._norm(self.raw_obs)
+        noise = self.policy.sample_noise(rng, (T, E))
+        for t in range(T):
+            if should_stop():
+                raise Interrupted()
+            obs_buf[t] = obs
+            action = self.policy.sample_np(actor_np, obs, noise[t])
+            act_buf[t] = action
+            env_action = (action if self.discrete
+                          else np.minimum(np.maximum(action, self.low), self.high))
+            raw, rew, term, trunc, final_raw = self.vec.step(env_action)
+            self.ep_return += rew
+            self.ep_length += 1
+            done = term | trunc
+            if ret_rms is not None:
+                self.disc_return = self.disc_return * self.gamma + rew
+                ret_rms.update(self.disc_return)
+                rew = rew / np.sqrt(ret_rms.var + 1e-8)
+                rew = np.minimum(np.maximum(rew, -self.clip_reward), self.clip_reward)
+            rew_buf[t] = rew
+            term_buf[t] = term
+            trunc_buf[t] = trunc
+            if obs_rms is not None:
+                obs_rms.update(raw)
+            if done.any():
+                idx = np.flatnonzero(done)
+                fin_buf[t, idx] = self._norm(final_raw[idx])
+                for i in idx:
+                    episodes.append((float(self.ep_return[i]), int(self.ep_length[i])))
+                self.ep_return[idx] = 0.0
+                self.ep_length[idx] = 0
+                self.disc_return[idx] = 0.0
+            obs = self._norm(raw)
+            self.raw_obs = raw
+        ro = Rollout(obs=obs_buf, actions=act_buf, rewards=rew_buf, terminated=term_buf,
+                     truncated=trunc_buf, final_obs=fin_buf, last_obs=obs)
+        return ro, episodes
+
+    # Checkpoint support -------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        # A run resumed from this checkpoint loses the episodes in flight now.
+        d = {"lost_episodes": self.lost_episodes + int(np.sum(self.ep_length > 0))}
+        if self.obs_rms is not None:
+            d["obs_rms"] = self.obs_rms.state_dict()
+        if self.ret_rms is not None:
+            d["ret_rms"] = self.ret_rms.state_dict()
+        return d
+
+    def load_state_dict(self, d: dict) -> None:
+        self.lost_episodes = int(d["lost_episodes"])
+        if self.obs_rms is not None:
+            self.obs_rms.load_state_dict(d["obs_rms"])
+        if self.ret_rms is not None:
+            self.ret_rms.load_state_dict(d["ret_rms"])
