@@ -82,7 +82,7 @@ def load(run_dir, checkpoint: str | None = None) -> Agent:
     env = make_env(cfg.env_id)
     policy = make_policy(env.observation_space, env.action_space, cfg.hidden_sizes)
     template = policy.init(jax.random.PRNGKey(0))["actor"]
-    actor = restore(template, arrays, "state[0]['actor']", str(path))
+    actor = restore(template, arrays, "state.params['actor']", str(path))
     rms = None
     if cfg.norm_obs:
         rms = RunningMeanStd(env.observation_space.shape)

@@ -35,7 +35,7 @@ def flatten(tree, prefix: str = "") -> dict[str, np.ndarray]:
 
 
 def _encode(arr: np.ndarray) -> dict:
-    arr = np.ascontiguousarray(arr)
+    arr = np.asarray(arr, order="C")  # (np.ascontiguousarray would turn 0-d into 1-d)
     return {"dtype": arr.dtype.str, "shape": list(arr.shape), "data": arr.tobytes()}
 
 

@@ -69,7 +69,10 @@ class Categorical:
 
     def log_prob(self, p, a):
         logp = jax.nn.log_softmax(p, axis=-1)
-        return jnp.take_along_axis(logp, a.astype(jnp.int32)[..., None], axis=-1)[..., 0]
+        a = a.astype(jnp.int32)
+        logp = jnp.broadcast_to(logp, jnp.broadcast_shapes(logp.shape[:-1], a.shape)
+                                + logp.shape[-1:])
+        return jnp.take_along_axis(logp, a[..., None], axis=-1)[..., 0]
 
     def entropy(self, p):
         logp = jax.nn.log_softmax(p, axis=-1)

@@ -51,7 +51,8 @@ def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
     """gym.make with missing-dependency errors turned into a clear ConfigError."""
     check_env_id(env_id)
     try:
-        env = gym.make(env_id, render_mode=render_mode)
+        env = (gym.make(env_id) if render_mode is None
+               else gym.make(env_id, render_mode=render_mode))
     except gym.error.DependencyNotInstalled as e:
         extra = next((x for k, x in _EXTRA_FOR_DEPENDENCY.items() if k in str(e)), None)
         how = f"pip install 'mcpo[{extra}]'" if extra else "install the package it names"
@@ -164,8 +165,9 @@ def make_vec_env(env_id: str, num_envs: int, backend: str = "sync"):
         return GymVecEnv(gym.vector.SyncVectorEnv(
             fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP))
     if backend == "async":
+        # spawn, not fork: forking a process that runs JAX's threads can deadlock
         return GymVecEnv(gym.vector.AsyncVectorEnv(
-            fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP))
+            fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, context="spawn"))
     raise ValueError(f"unknown vector env backend {backend!r}")
 
 

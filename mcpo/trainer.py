@@ -184,7 +184,8 @@ class Trainer:
             if not bool(ok):
                 raise NonFiniteError(
                     f"Non-finite value (NaN or Inf) in {name} at iteration {self.iteration + 1}"
-                    f" (global step {self.global_step}). The run stopped; {ckpt_note}")
+                    f" (global step {self.global_step + self.cfg.batch_size}). The run "
+                    f"stopped; {ckpt_note}")
 
     def _ckpt_note(self) -> str:
         if self.saved_iteration >= 0:
@@ -370,6 +371,8 @@ def resume(run_dir, total_timesteps: int | None = None) -> RunResult:
         cfg = cfg.replace(total_timesteps=total_timesteps)
     cfg = cfg.replace(run_dir=str(run_dir))
     cfg.validate()
+    for stale in (run_dir / CKPT_DIR).glob(".*.tmp-*"):  # left by a kill during a save
+        stale.unlink()
     trainer = Trainer(cfg, run_dir)
     try:
         meta = trainer.load(ckpt)

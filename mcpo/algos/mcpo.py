@@ -138,8 +138,10 @@ def alpha_weights(mc: MCPOConfig, logp_psi, logp_old, adv):
 
 
 def switching_beta(mc: MCPOConfig, d_old_theta, d_old_psi):
-    """Eq. 4: beta_max if D(theta_old, theta) > D(theta_old, psi) else beta_min."""
-    return jnp.where(d_old_theta > d_old_psi, mc.beta_max, mc.beta_min)
+    """Eq. 4: beta_max if D(theta_old, theta) > D(theta_old, psi) else beta_min.
+    Returns (beta, whether beta_max was chosen)."""
+    use_max = d_old_theta > d_old_psi
+    return jnp.where(use_max, mc.beta_max, mc.beta_min), use_max
 
 
 def mcpo_objective(params, attn, algo: MCPOState, mb, *, policy, mc: MCPOConfig, vf_coef,
@@ -166,7 +168,7 @@ def mcpo_objective(params, attn, algo: MCPOState, mb, *, policy, mc: MCPOConfig,
     # Eq. 4 with the current theta (before its step) and psi.
     d_old_theta = jax.lax.stop_gradient(jnp.mean(kl_old))
     d_old_psi = jnp.mean(dist.kl(mb.dist, d_psi_fixed))
-    beta = switching_beta(mc, d_old_theta, d_old_psi)
+    beta, beta_is_max = switching_beta(mc, d_old_theta, d_old_psi)
     # Eq. 3: L1 = E[tau(theta) A] - beta E[(1 - alpha) KL[old||theta] + alpha KL[psi||theta]]
     l1 = jnp.mean(pt.ratio * adv) - beta * jnp.mean((1.0 - alpha) * kl_old + alpha * kl_psi)
     # Eq. 5: L2 = E[R_t(psi_phi)] = E[tau_t(psi_phi) A_t]
@@ -177,9 +179,9 @@ def mcpo_objective(params, attn, algo: MCPOState, mb, *, policy, mc: MCPOConfig,
     phi_loss = -l2
     aux = dict(theta_loss=theta_loss, phi_loss=phi_loss, psi=jax.lax.stop_gradient(psi),
                d_psi=d_psi_fixed, weights=jax.lax.stop_gradient(w), alpha=jnp.mean(alpha),
-               beta=beta, d_old_theta=d_old_theta, d_old_psi=d_old_psi, policy_loss=-l1,
-               value_loss=v_loss, entropy=entropy, attn_objective=l2,
-               kl_psi_theta=jnp.mean(kl_psi), context=context, **ratio_diagnostics(pt))
+               beta=beta, beta_is_max=beta_is_max, d_old_theta=d_old_theta,
+               d_old_psi=d_old_psi, policy_loss=-l1, value_loss=v_loss, entropy=entropy,
+               attn_objective=l2, kl_psi_theta=jnp.mean(kl_psi), context=context, **ratio_diagnostics(pt))
     return theta_loss + phi_loss, aux
 
 
@@ -228,7 +230,7 @@ def make_update(cfg, policy):
                                     "attn_objective", "kl_psi_theta", "approx_kl", "clipfrac",
                                     "context")}
         info.update(beta=aux["beta"],
-                    beta_max_frac=(aux["beta"] == mc.beta_max).astype(jnp.float32),
+                    beta_max_frac=aux["beta_is_max"].astype(jnp.float32),
                     memory_write=write.astype(jnp.float32),
                     attn_weights=M.weights_by_age(aux["weights"], algo.memory),
                     grad_norm=optax.global_norm(g_theta), attn_grad_norm=optax.global_norm(g_attn))

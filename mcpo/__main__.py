@@ -1,0 +1,5 @@
+import sys
+
+from mcpo.cli import main
+
+sys.exit(main())

@@ -1,0 +1,25 @@
+"""Learning tests: fixed seed, CI-sized budgets (thresholds justified in conftest.py)."""
+
+import pytest
+
+from conftest import (CARTPOLE_QUICK, CARTPOLE_SOLVED, PENDULUM_MIN_GAIN, PENDULUM_QUICK,
+                      pendulum_gain, quick_train)
+
+pytestmark = pytest.mark.slow
+ALGOS = ["mcpo", "ppo", "kl-fixed", "kl-adaptive"]
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_learns_cartpole(run_dir, algo):
+    result, rows = quick_train(run_dir, algo, CARTPOLE_QUICK)
+    first = rows[0]["ep_return_mean"]
+    assert first < 60  # starts near random (~22)
+    assert result.eval_return_mean >= CARTPOLE_SOLVED, (algo, result.eval_return_mean)
+
+
+@pytest.mark.parametrize("algo", ALGOS)
+def test_improves_on_pendulum(run_dir, algo):
+    _, rows = quick_train(run_dir, algo, PENDULUM_QUICK)
+    first, last, gain = pendulum_gain(rows)
+    assert first < -1000  # starts near random
+    assert gain >= PENDULUM_MIN_GAIN, (algo, first, last)
