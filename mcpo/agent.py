@@ -81,7 +81,7 @@ def load(run_dir, checkpoint: str | None = None) -> Agent:
     arrays, meta = load_checkpoint(path)
     env = make_env(cfg.env_id)
     policy = make_policy(env.observation_space, env.action_space, cfg.hidden_sizes)
-    template = policy.init(jax.random.PRNGKey(0))["actor"]
+    template = jax.eval_shape(policy.init, jax.random.PRNGKey(0))["actor"]
     actor = restore(template, arrays, "state.params['actor']", str(path))
     rms = None
     if cfg.norm_obs:

@@ -88,7 +88,8 @@ def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
 
 
 def restore(template, arrays: dict[str, np.ndarray], prefix: str = "", source: str = ""):
-    """Fill `template`'s leaves from `arrays`, checking path, shape and dtype of each."""
+    """Fill `template`'s leaves from `arrays`, checking path, shape and dtype of each.
+    The template's leaves may be arrays or `jax.ShapeDtypeStruct`s (from `jax.eval_shape`)."""
     leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
     out = []
     for path, leaf in leaves:
@@ -97,10 +98,10 @@ def restore(template, arrays: dict[str, np.ndarray], prefix: str = "", source: s
             raise CheckpointError(f"Checkpoint {source} lacks {key!r}: it was written by a "
                                   f"different algorithm or configuration.")
         arr = arrays[key]
-        want = np.asarray(leaf)
-        if arr.shape != want.shape or arr.dtype != want.dtype:
+        shape = tuple(np.shape(leaf))
+        dtype = np.dtype(leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype)
+        if arr.shape != shape or arr.dtype != dtype:
             raise CheckpointError(f"Checkpoint {source}: {key!r} has shape {arr.shape} "
-                                  f"{arr.dtype}, the run's config needs {want.shape} "
-                                  f"{want.dtype}.")
+                                  f"{arr.dtype}, the run's config needs {shape} {dtype}.")
         out.append(arr)
     return jax.tree_util.tree_unflatten(treedef, out)

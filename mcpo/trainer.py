@@ -114,7 +114,9 @@ class Trainer:
                                    gamma=cfg.gamma, norm_obs=cfg.norm_obs,
                                    norm_reward=cfg.norm_reward, clip_obs=cfg.clip_obs,
                                    clip_reward=cfg.clip_reward)
-        self.state = self.spec.init(cfg, self.policy, jax.random.PRNGKey(cfg.seed))
+        # one compiled call instead of dozens of eagerly dispatched init ops (~3 s -> ~0.5 s)
+        self.state = jax.jit(self.spec.init, static_argnums=(0, 1))(
+            cfg, self.policy, jax.random.PRNGKey(cfg.seed))
         self.prepare = make_prepare_batch(self.policy, cfg.gamma, cfg.gae_lambda)
         self.update = jax.jit(self.spec.make_update(cfg, self.policy))
         self.finite = jax.jit(finite_leaves)
@@ -278,10 +280,10 @@ class Trainer:
                "recent_return": float(np.mean(self.recent)) if self.recent else float("nan"),
                "learning_rate": self.lr_now(), **stats}
         self.logger.log(row, self.global_step)
-        bar.update(cfg.batch_size)
         if self.recent:
             bar.set_postfix_str(f"sps={row['sps']:,.0f} return={row['recent_return']:.1f}",
                                 refresh=False)
+        bar.update(cfg.batch_size)
         if self.iteration % cfg.checkpoint_every == 0:
             self.save()
         if cfg.snapshot_every and (self.global_step // cfg.snapshot_every
@@ -329,6 +331,25 @@ def _jsonable(d: dict) -> dict:
 # ---------------------------------------------------------------------------------------------
 # Entry points
 # ---------------------------------------------------------------------------------------------
+def enable_compile_cache() -> None:
+    """Persist compiled XLA programs across processes (a repeated run starts ~5 s faster).
+
+    MCPO_COMPILE_CACHE=<dir> chooses the directory, MCPO_COMPILE_CACHE=0 turns it off; a cache
+    the user configured in JAX already is left alone."""
+    import os
+
+    where = os.environ.get("MCPO_COMPILE_CACHE", "")
+    if where == "0" or jax.config.jax_compilation_cache_dir:
+        return
+    path = Path(where or Path.home() / ".cache" / "mcpo" / "jax").expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return  # read-only home: just compile every time
+    jax.config.update("jax_compilation_cache_dir", str(path))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+
+
 def train(config: TrainConfig | None = None, *, overwrite: bool = False,
           **overrides) -> RunResult:
     """Validate, create the run directory and train. Raises ConfigError on bad input before
@@ -337,6 +358,7 @@ def train(config: TrainConfig | None = None, *, overwrite: bool = False,
     if overrides:
         cfg = cfg.replace(**overrides)
     cfg.validate()
+    enable_compile_cache()
     run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
     check_new_run_dir(run_dir, overwrite)
     trainer = Trainer(cfg.replace(run_dir=str(run_dir)), run_dir)
@@ -371,6 +393,7 @@ def resume(run_dir, total_timesteps: int | None = None) -> RunResult:
         cfg = cfg.replace(total_timesteps=total_timesteps)
     cfg = cfg.replace(run_dir=str(run_dir))
     cfg.validate()
+    enable_compile_cache()
     for stale in (run_dir / CKPT_DIR).glob(".*.tmp-*"):  # left by a kill during a save
         stale.unlink()
     trainer = Trainer(cfg, run_dir)
