@@ -33,9 +33,9 @@ def _int(s: str) -> int:
 _TYPES = {"int": _int, "float": float, "str": str}
 
 
-def _add_field(group, f, default_text: str) -> None:
+def _add_field(group, f, default_text: str | None, help_text: str | None = None) -> None:
     name = flag_name(f.name)
-    help_ = f"{f.metadata['help']} (default: {default_text})"
+    help_ = help_text or f"{f.metadata['help']} (default: {default_text})"
     if f.type == "bool":
         group.add_argument(name, action=argparse.BooleanOptionalAction, dest=f.name,
                            default=argparse.SUPPRESS, help=help_)
@@ -99,23 +99,28 @@ def build_parser() -> argparse.ArgumentParser:
         if f.metadata.get("cli", True):
             _add_field(common, f, _show(f.default))
     # Algorithm flags: one flag per field name, shared by the algorithms that have it.
-    defaults: dict[str, dict[str, object]] = {}
-    first: dict[str, tuple[str, dataclasses.Field]] = {}
+    owners: dict[str, dict[str, dataclasses.Field]] = {}
     for name, spec in ALGOS.items():
         for f in dataclasses.fields(spec.config_cls):
             if f.metadata.get("cli", True):
-                defaults.setdefault(f.name, {})[name] = f.default
-                first.setdefault(f.name, (name, f))
+                owners.setdefault(f.name, {})[name] = f
     groups = {}
-    for field_name, (algo, f) in first.items():
+    for field_name, per_algo in owners.items():
+        algo, f = next(iter(per_algo.items()))
         if algo not in groups:
             groups[algo] = t.add_argument_group(f"{algo} hyperparameters")
-        per_algo = defaults[field_name]
-        if len(set(map(_show, per_algo.values()))) == 1:
+        helps = {a: g.metadata["help"] for a, g in per_algo.items()}
+        defaults = {a: _show(g.default) for a, g in per_algo.items()}
+        if len(set(helps.values())) == 1 and len(set(defaults.values())) == 1:
             text = f"{_show(f.default)}; used by {', '.join(per_algo)}"
-        else:
-            text = ", ".join(f"{_show(v)} for {a}" for a, v in per_algo.items())
-        _add_field(groups[algo], f, text)
+            _add_field(groups[algo], f, text)
+        else:  # same flag, different meaning or default per algorithm: say each
+            by_meaning: dict[tuple[str, str], list[str]] = {}
+            for a in per_algo:
+                by_meaning.setdefault((helps[a], defaults[a]), []).append(a)
+            text = "; ".join(f"{', '.join(algos)}: {h} (default {d})"
+                             for (h, d), algos in by_meaning.items())
+            _add_field(groups[algo], f, None, help_text=text)
 
     e = sub.add_parser("eval", help="evaluate a trained run",
                        description="Run episodes with a trained agent; prints mean +- std.")
@@ -151,7 +156,8 @@ def config_from_args(ns: argparse.Namespace) -> TrainConfig:
     spec = ALGOS.get(algo)
     if spec is None:
         TrainConfig(algo=algo).validate()  # raises with suggestions
-    allowed = {f.name for f in dataclasses.fields(spec.config_cls)}
+    allowed = {f.name for f in dataclasses.fields(spec.config_cls)
+               if f.metadata.get("cli", True)}
     owners = _algo_fields()
     wrong = [k for k in algo_given if k not in allowed]
     if wrong:

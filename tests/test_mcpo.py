@@ -251,3 +251,63 @@ def test_update_bookkeeping(write_rule, expected_writes):
             np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
     assert 0.0 <= float(stats["beta_max_frac"]) <= 1.0
     assert 0.0 < float(stats["alpha"]) < 1.0
+
+
+# Ablation switches (issue 3): each changes exactly what it names ------------------------------
+def _run_update(**mc_kwargs):
+    B = 64
+    algo = mc_kwargs.pop("algo", "mcpo")
+    cls = mc.MCPOMeanConfig if algo == "mcpo-mean" else mc.MCPOConfig
+    cfg = TrainConfig(algo=algo, num_steps=B, num_minibatches=4, update_epochs=2,
+                      algo_config=cls(memory_size=5, **mc_kwargs))
+    _, _, _, batch = _setup()
+    state = mc.init(cfg, POLICY, jax.random.PRNGKey(0))
+    new, stats = jax.jit(mc.make_update(cfg, POLICY))(state, batch)
+    return cfg, state, new, stats
+
+
+def test_mean_psi_uses_uniform_weights_and_never_trains_the_attention():
+    cfg, state, new, stats = _run_update(algo="mcpo-mean", write_rule="every")
+    fill = int(stats["memory_fill"])
+    assert fill == 5
+    # mean over minibatches of uniform weights over the slots valid at each minibatch
+    w = np.asarray(stats["attn_weights"])
+    fills = [min(5, 1 + k) for k in range(8)]  # 'every' writes after each of 8 minibatches
+    expected = np.mean([[1 / f if j < f else 0.0 for j in range(5)] for f in fills], axis=0)
+    np.testing.assert_allclose(w, expected, rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(state.algo.attn), jax.tree.leaves(new.algo.attn)):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_attention_is_trained_by_default():
+    _, state, new, _ = _run_update(write_rule="every")
+    assert _norm(jax.tree.map(jnp.subtract, new.algo.attn, state.algo.attn)) > 0
+
+
+def test_half_context_feeds_five_features():
+    cfg, _, _, stats = _run_update(context="half")
+    assert np.asarray(stats["context"]).shape == (5,)
+    assert cfg.algo_config.context_names == mc.CONTEXT_HALF
+    full = _run_update()[3]
+    assert np.asarray(full["context"]).shape == (10,)
+    # the half features are the same numbers as the corresponding full features
+    _, params, algo, batch = _setup()
+    adv = batch.advantages
+    v_full = mc.context_features(POLICY, params, algo.psi_old, batch, adv, mc.CONTEXT_FULL)
+    v_half = mc.context_features(POLICY, params, algo.psi_old, batch, adv, mc.CONTEXT_HALF)
+    idx = [mc.CONTEXT_FULL.index(n) for n in mc.CONTEXT_HALF]
+    np.testing.assert_allclose(np.asarray(v_half), np.asarray(v_full)[idx], rtol=1e-6)
+
+
+def test_adaptive_beta_rule_uses_the_state_beta_and_adapts_it():
+    cfg, state, new, stats = _run_update(beta_rule="adaptive", kl_beta=2.0, kl_target=1e-6)
+    assert float(stats["beta"]) == pytest.approx(2.0)      # used for every minibatch
+    assert float(stats["beta_max_frac"]) == 0.0
+    assert float(stats["kl_old_new"]) > 1.5 * 1e-6          # far above target: doubles
+    assert float(new.algo.beta) == pytest.approx(4.0)
+    _, _, new2, stats2 = _run_update(beta_rule="adaptive", kl_beta=2.0, kl_target=10.0)
+    assert float(new2.algo.beta) == pytest.approx(1.0)     # far below target: halves
+    # switching (default) leaves the state's beta alone and uses beta_min/beta_max
+    _, s0, n0, st0 = _run_update()
+    assert float(n0.algo.beta) == float(s0.algo.beta)
+    assert 0.01 <= float(st0["beta"]) <= 10.0

@@ -7,7 +7,7 @@ from mcpo.algos.common import AlgoSpec
 
 ALGOS: dict[str, AlgoSpec] = {
     spec.name: spec
-    for spec in (mcpo.SPEC, ppo.SPEC, kl.SPEC_FIXED, kl.SPEC_ADAPTIVE)
+    for spec in (mcpo.SPEC, ppo.SPEC, kl.SPEC_FIXED, kl.SPEC_ADAPTIVE, mcpo.SPEC_MEAN)
 }
 
 __all__ = ["ALGOS", "AlgoSpec"]

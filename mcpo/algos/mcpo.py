@@ -25,6 +25,7 @@ from mcpo.algos import memory as M
 from mcpo.algos.common import (AlgoSpec, TrainState, batch_diagnostics, init_train_state,
                                make_optimizer, mean_over_steps, minibatch_epochs, normalize,
                                policy_terms, ratio_diagnostics, value_loss)
+from mcpo.algos.kl import adapt_beta
 from mcpo.config import ConfigError, param
 
 # Context features (Eq. 1's v; the paper's Table 4 is not available, DESIGN.md §4 fixes these).
@@ -39,6 +40,7 @@ CONTEXT_HALF = ("D_old_theta", "D_old_psiold", "D_psiold_theta", "R_theta", "R_p
 
 ALPHA_RULES = ("learned", "fixed:0", "fixed:0.5", "fixed:1")
 WRITE_RULES = ("diversity", "every", "interval:10", "interval:100")
+BETA_RULES = ("switching", "adaptive")
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,11 @@ class MCPOConfig:
                                       low=0.0, low_open=True)
     alpha_rule: str = param("learned", "alpha_t: 'learned' (paper) or fixed:0|0.5|1 (ablation).",
                             choices=ALPHA_RULES)
+    beta_rule: str = param("switching", "beta: 'switching' (Eq. 4), or 'adaptive' (PPO-KL's "
+                           "rule on D(theta_old, theta), ablation).", choices=BETA_RULES)
+    kl_target: float = param(0.01, "Target KL d_targ for --beta-rule adaptive.", low=0.0,
+                             low_open=True)
+    kl_beta: float = param(1.0, "Initial beta for --beta-rule adaptive.", low=1e-6, high=1e6)
     write_rule: str = param("diversity", "Memory writing: 'diversity' (Eq. 2), 'every' "
                             "minibatch, or every 10/100 minibatches (ablation).",
                             choices=WRITE_RULES)
@@ -78,6 +85,7 @@ class MCPOState(NamedTuple):
     psi_old: object       # actor pytree
     attn: object          # phi
     attn_opt_state: object
+    beta: jax.Array       # current beta of the 'adaptive' rule (unused by 'switching')
 
 
 def _attn_tx(cfg):
@@ -93,7 +101,8 @@ def init(cfg, policy, key) -> TrainState:
         attn = M.attention_init(k_attn, len(mc.context_names), mc.memory_size, mc.attn_hidden)
         # Alg. 1 line 1: psi_old <- theta_old, theta <- theta_old; M = [theta_old].
         return MCPOState(memory=M.memory_init(theta_old, mc.memory_size), psi_old=theta_old,
-                         attn=attn, attn_opt_state=_attn_tx(cfg).init(attn))
+                         attn=attn, attn_opt_state=_attn_tx(cfg).init(attn),
+                         beta=jnp.asarray(mc.kl_beta, jnp.float32))
 
     return init_train_state(cfg, policy, key, algo_state)
 
@@ -144,6 +153,14 @@ def switching_beta(mc: MCPOConfig, d_old_theta, d_old_psi):
     return jnp.where(use_max, mc.beta_max, mc.beta_min), use_max
 
 
+def select_beta(mc: MCPOConfig, algo: "MCPOState", d_old_theta, d_old_psi):
+    """beta for this minibatch under the configured rule; (beta, switched-to-max flag)."""
+    beta, is_max = switching_beta(mc, d_old_theta, d_old_psi)
+    if mc.beta_rule == "adaptive":  # ablation: beta set after each update by PPO-KL's rule
+        return algo.beta, jnp.asarray(False)
+    return beta, is_max
+
+
 def mcpo_objective(params, attn, algo: MCPOState, mb, *, policy, mc: MCPOConfig, vf_coef,
                    ent_coef, norm_adv):
     """Eq. 6 as a loss: -(L1(theta) + L2(phi)) + c_v L_V - c_e H.
@@ -168,7 +185,7 @@ def mcpo_objective(params, attn, algo: MCPOState, mb, *, policy, mc: MCPOConfig,
     # Eq. 4 with the current theta (before its step) and psi.
     d_old_theta = jax.lax.stop_gradient(jnp.mean(kl_old))
     d_old_psi = jnp.mean(dist.kl(mb.dist, d_psi_fixed))
-    beta, beta_is_max = switching_beta(mc, d_old_theta, d_old_psi)
+    beta, beta_is_max = select_beta(mc, algo, d_old_theta, d_old_psi)
     # Eq. 3: L1 = E[tau(theta) A] - beta E[(1 - alpha) KL[old||theta] + alpha KL[psi||theta]]
     l1 = jnp.mean(pt.ratio * adv) - beta * jnp.mean((1.0 - alpha) * kl_old + alpha * kl_psi)
     # Eq. 5: L2 = E[R_t(psi_phi)] = E[tau_t(psi_phi) A_t]
@@ -223,8 +240,8 @@ def make_update(cfg, policy):
         d_new_psi = jnp.mean(policy.dist.kl(d_new, aux["d_psi"]))
         write = should_write(mc, d_new_psi, aux["d_old_psi"], n_updates)
         memory = M.memory_write(algo.memory, params["actor"], write)
-        new_algo = MCPOState(memory=memory, psi_old=aux["psi"], attn=attn,
-                             attn_opt_state=attn_opt_state)
+        new_algo = algo._replace(memory=memory, psi_old=aux["psi"], attn=attn,
+                                 attn_opt_state=attn_opt_state)
         info = {k: aux[k] for k in ("theta_loss", "phi_loss", "alpha", "d_old_theta",
                                     "d_old_psi", "policy_loss", "value_loss", "entropy",
                                     "attn_objective", "kl_psi_theta", "approx_kl", "clipfrac",
@@ -248,10 +265,26 @@ def make_update(cfg, policy):
         stats.update(memory_writes=mem.writes - writes_before,
                      memory_fill=jnp.sum(mem.mask).astype(jnp.int32),
                      attn_argmax=jnp.argmax(stats["attn_weights"]).astype(jnp.int32))
+        if mc.beta_rule == "adaptive":  # PPO paper §4's rule, on the whole batch
+            state = state._replace(algo=state.algo._replace(
+                beta=adapt_beta(state.algo.beta, stats["kl_old_new"], mc.kl_target)))
         return state, stats
 
     return update
 
 
+@dataclass(frozen=True)
+class MCPOMeanConfig(MCPOConfig):
+    """'Mean psi' (paper §4.3, Table 2): psi is the mean of the memory, no attention network."""
+
+    attn_hidden: int = param(64, "unused by mcpo-mean", low=1, cli=False)
+    attn_learning_rate: float = param(3e-4, "unused by mcpo-mean", low=0.0, low_open=True,
+                                      cli=False)
+    context: str = param("full", "unused by mcpo-mean", choices=("full", "half"), cli=False)
+    psi_rule: str = param("mean", "psi is the mean of M.", choices=("mean",), cli=False)
+
+
 SPEC = AlgoSpec("mcpo", MCPOConfig, init, make_update,
                 "Memory-Constrained Policy Optimization (virtual trust region)")
+SPEC_MEAN = AlgoSpec("mcpo-mean", MCPOMeanConfig, init, make_update,
+                     "MCPO with psi = mean of the policy memory (no attention)")
