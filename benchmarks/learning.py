@@ -12,8 +12,8 @@ Example (the numbers in benchmarks/RESULTS.md):
 
     python benchmarks/learning.py --env-id Pendulum-v1 --total-timesteps 1000000 \
         --seeds 1 2 3 4 5 --jobs 2 --out runs/pendulum-1m \
-        --method "MCPO (N=5)=--algo mcpo --memory-size 5" \
-        --method "PPO (clip 0.2)=--algo ppo --clip-coef 0.2"
+        --method "MCPO (N=5)|--algo mcpo --memory-size 5" \
+        --method "PPO (clip 0.2)|--algo ppo --clip-coef 0.2"
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
     p.add_argument("--jobs", type=int, default=2, help="runs in parallel")
     p.add_argument("--out", required=True, help="output directory")
     p.add_argument("--method", action="append", required=True,
-                   help='"LABEL=mcpo train flags", repeatable')
+                   help='"LABEL|mcpo train flags", repeatable')
     p.add_argument("--common", default="", help="flags added to every run")
     ns = p.parse_args(argv)
 
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     jobs = []
     for spec in ns.method:
-        label, _, flags = spec.partition("=")
+        label, _, flags = spec.partition("|")
         for seed in ns.seeds:
             args = ["--env-id", ns.env_id, "--total-timesteps", str(ns.total_timesteps),
                     "--seed", str(seed), *shlex.split(flags), *shlex.split(ns.common)]
@@ -83,7 +83,7 @@ def main(argv=None) -> int:
              "| method | train return (last 100 episodes) | eval return (10 det. episodes) "
              "| runs | steps/s |", "|---|---|---|---|---|"]
     for spec in ns.method:
-        label = spec.partition("=")[0]
+        label = spec.partition("|")[0]
         res = [json.loads((d / "result.json").read_text()) for lab, _, d, _ in jobs
                if lab == label and (d / "result.json").is_file()]
         sps = [r["sps"] for r in res if r.get("sps")]
