@@ -99,8 +99,8 @@ class TrainConfig:
     run_dir: str = param("", "Run directory; empty means runs/<env>__<algo>__<seed>__<time>.")
     checkpoint_every: int = param(10, "Write the latest checkpoint every this many iterations.",
                                   low=1)
-    snapshot_every: int = param(0, "Also keep a checkpoint every this many env steps "
-                                "(0: only the latest).", low=0)
+    snapshots: int = param(10, "Also keep this many evenly spaced checkpoints over the run "
+                           "(checkpoints/step_<n>.ckpt; 0: only the latest).", low=0)
     eval_episodes: int = param(10, "Deterministic evaluation episodes at the end (0: none).",
                                low=0)
     tensorboard: bool = param(True, "Write TensorBoard events.")

@@ -286,9 +286,16 @@ class Trainer:
         bar.update(cfg.batch_size)
         if self.iteration % cfg.checkpoint_every == 0:
             self.save()
-        if cfg.snapshot_every and (self.global_step // cfg.snapshot_every
-                                   > (self.global_step - cfg.batch_size) // cfg.snapshot_every):
+        if self._crossed_snapshot():
             self.save(self.ckpt_dir / f"step_{self.global_step:012d}.ckpt")
+
+    def _crossed_snapshot(self) -> bool:
+        """Did this iteration pass one of the `snapshots` evenly spaced points of the run?"""
+        n, total = self.cfg.snapshots, self.cfg.num_iterations * self.cfg.batch_size
+        if n == 0:
+            return False
+        mark = lambda step: (step * n) // total  # noqa: E731 - index of the last point passed
+        return mark(self.global_step) > mark(self.global_step - self.cfg.batch_size)
 
     def _finish(self, elapsed: float, steps: int) -> RunResult:
         cfg = self.cfg

@@ -109,3 +109,13 @@ def test_nan_in_the_learner_stops_the_run_naming_the_quantity(tmp_path):
     if it > 1:
         _, meta = load_checkpoint(run / "checkpoints" / "latest.ckpt")
         assert meta["iteration"] == it - 1
+
+
+def test_evenly_spaced_snapshots_are_kept(tmp_path):
+    run = tmp_path / "snap"
+    mcpo.train(mcpo.TrainConfig(algo="ppo", run_dir=str(run), total_timesteps=8 * 128,
+                                snapshots=4, **TINY))
+    names = sorted(p.name for p in (run / "checkpoints").iterdir())
+    assert names == ["latest.ckpt"] + [f"step_{s:012d}.ckpt" for s in (256, 512, 768, 1024)]
+    agent = mcpo.load(run, "step_000000000256.ckpt")  # a snapshot is a usable checkpoint
+    assert agent.act(np.zeros(3, np.float32)).shape == (1,)
