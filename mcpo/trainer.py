@@ -219,26 +219,23 @@ class Trainer:
         t_start = time.perf_counter()
         steps_start = self.global_step
         try:
-            self.collector.start(cfg.seed, self.iteration)
-            while self.iteration < cfg.num_iterations:
-                self._iterate(bar)
+            try:
+                self.collector.start(cfg.seed, self.iteration)
+                while self.iteration < cfg.num_iterations:
+                    self._iterate(bar)
+            except Interrupted:
+                pass
+            finally:
+                bar.close()
+                for s, h in old_handlers.items():
+                    signal.signal(s, h)
             if self.saved_iteration != self.iteration:
                 self.save()
-        except Interrupted:
-            pass
+            if self._stop_signal is not None:
+                raise TrainingInterrupted(self._stop_signal, self.run_dir, self.global_step)
+            return self._finish(time.perf_counter() - t_start, self.global_step - steps_start)
         finally:
-            bar.close()
-            for s, h in old_handlers.items():
-                signal.signal(s, h)
-        elapsed = time.perf_counter() - t_start
-        if self._stop_signal is not None:
-            if self.saved_iteration != self.iteration:
-                self.save()
             self.close()
-            raise TrainingInterrupted(self._stop_signal, self.run_dir, self.global_step)
-        result = self._finish(elapsed, self.global_step - steps_start)
-        self.close()
-        return result
 
     def _iterate(self, bar) -> None:
         cfg = self.cfg
