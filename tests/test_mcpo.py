@@ -311,3 +311,17 @@ def test_adaptive_beta_rule_uses_the_state_beta_and_adapts_it():
     _, s0, n0, st0 = _run_update()
     assert float(n0.algo.beta) == float(s0.algo.beta)
     assert 0.01 <= float(st0["beta"]) <= 10.0
+
+
+def test_annealed_beta_rule_follows_mdpo_schedule_capped_at_beta_max():
+    assert float(mc.annealed_beta(0.0, 10.0)) == pytest.approx(1.0)
+    assert float(mc.annealed_beta(0.5, 10.0)) == pytest.approx(2.0)
+    assert float(mc.annealed_beta(0.95, 10.0)) == pytest.approx(10.0)  # 20 capped to 10
+    assert float(mc.annealed_beta(1.0, 10.0)) == pytest.approx(10.0)
+    cfg, state, new, stats = _run_update(beta_rule="annealed")
+    assert float(stats["beta"]) == pytest.approx(1.0)  # iteration 0: t_0 = 1
+    # one update of 8 optimizer steps out of cfg's total -> the next iteration's beta
+    from mcpo.algos.common import total_optimizer_steps
+
+    progress = 8 / total_optimizer_steps(cfg)
+    assert float(new.algo.beta) == pytest.approx(min(10.0, 1 / (1 - progress)), rel=1e-6)

@@ -24,7 +24,8 @@ import optax
 from mcpo.algos import memory as M
 from mcpo.algos.common import (AlgoSpec, TrainState, batch_diagnostics, init_train_state,
                                make_optimizer, mean_over_steps, minibatch_epochs, normalize,
-                               policy_terms, ratio_diagnostics, value_loss)
+                               policy_terms, ratio_diagnostics, total_optimizer_steps,
+                               value_loss)
 from mcpo.algos.kl import adapt_beta
 from mcpo.config import ConfigError, param
 
@@ -40,7 +41,7 @@ CONTEXT_HALF = ("D_old_theta", "D_old_psiold", "D_psiold_theta", "R_theta", "R_p
 
 ALPHA_RULES = ("learned", "fixed:0", "fixed:0.5", "fixed:1")
 WRITE_RULES = ("diversity", "every", "interval:10", "interval:100")
-BETA_RULES = ("switching", "adaptive")
+BETA_RULES = ("switching", "annealed", "adaptive")
 
 
 @dataclass(frozen=True)
@@ -56,8 +57,10 @@ class MCPOConfig:
                                       low=0.0, low_open=True)
     alpha_rule: str = param("learned", "alpha_t: 'learned' (paper) or fixed:0|0.5|1 (ablation).",
                             choices=ALPHA_RULES)
-    beta_rule: str = param("switching", "beta: 'switching' (Eq. 4), or 'adaptive' (PPO-KL's "
-                           "rule on D(theta_old, theta), ablation).", choices=BETA_RULES)
+    beta_rule: str = param("switching", "beta: 'switching' (Eq. 4); ablations: 'annealed' "
+                           "(MDPO's 1/t_k, t_k = 1 - progress, capped at --beta-max) or "
+                           "'adaptive' (PPO-KL's rule on D(theta_old, theta)).",
+                           choices=BETA_RULES)
     kl_target: float = param(0.01, "Target KL d_targ for --beta-rule adaptive.", low=0.0,
                              low_open=True)
     kl_beta: float = param(1.0, "Initial beta for --beta-rule adaptive.", low=1e-6, high=1e6)
@@ -102,7 +105,9 @@ def init(cfg, policy, key) -> TrainState:
         # Alg. 1 line 1: psi_old <- theta_old, theta <- theta_old; M = [theta_old].
         return MCPOState(memory=M.memory_init(theta_old, mc.memory_size), psi_old=theta_old,
                          attn=attn, attn_opt_state=_attn_tx(cfg).init(attn),
-                         beta=jnp.asarray(mc.kl_beta, jnp.float32))
+                         beta=jnp.asarray(annealed_beta(0.0, mc.beta_max)
+                                          if mc.beta_rule == "annealed" else mc.kl_beta,
+                                          jnp.float32))
 
     return init_train_state(cfg, policy, key, algo_state)
 
@@ -153,10 +158,18 @@ def switching_beta(mc: MCPOConfig, d_old_theta, d_old_psi):
     return jnp.where(use_max, mc.beta_max, mc.beta_min), use_max
 
 
+def annealed_beta(progress, beta_max):
+    """The 'annealed' ablation (paper §4.5, 'adopted from MDPO'): MDPO's KL coefficient 1/t_k
+    with t_k = 1 - progress (Tomar et al., on-policy MDPO), capped at beta_max so it stays
+    finite at the end of training. Our reading; the paper gives no formula."""
+    return jnp.minimum(beta_max, 1.0 / jnp.maximum(1.0 - progress, 1e-8))
+
+
 def select_beta(mc: MCPOConfig, algo: "MCPOState", d_old_theta, d_old_psi):
-    """beta for this minibatch under the configured rule; (beta, switched-to-max flag)."""
+    """beta for this minibatch under the configured rule; (beta, switched-to-max flag).
+    'annealed' and 'adaptive' use the beta kept in the state, set once per iteration."""
     beta, is_max = switching_beta(mc, d_old_theta, d_old_psi)
-    if mc.beta_rule == "adaptive":  # ablation: beta set after each update by PPO-KL's rule
+    if mc.beta_rule != "switching":
         return algo.beta, jnp.asarray(False)
     return beta, is_max
 
@@ -268,6 +281,10 @@ def make_update(cfg, policy):
         if mc.beta_rule == "adaptive":  # PPO paper §4's rule, on the whole batch
             state = state._replace(algo=state.algo._replace(
                 beta=adapt_beta(state.algo.beta, stats["kl_old_new"], mc.kl_target)))
+        elif mc.beta_rule == "annealed":  # beta for the next iteration
+            progress = state.n_updates / total_optimizer_steps(cfg)
+            state = state._replace(algo=state.algo._replace(
+                beta=annealed_beta(progress, mc.beta_max).astype(jnp.float32)))
         return state, stats
 
     return update
