@@ -52,6 +52,40 @@ def summarize(values: list[float]) -> str:
     return f"{m:.2f} ± {sd:.2f}"
 
 
+def plot_curves(groups: dict[str, list[Path]], path: Path, title: str) -> None:
+    """Mean +- std over seeds of each method's per-iteration episode return."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    from mcpo.logger import read_metrics
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for label, dirs in groups.items():
+        curves = []
+        for d in dirs:
+            rows = read_metrics(d / "metrics.csv")
+            steps = np.array([r["global_step"] for r in rows])
+            rets = np.array([r["ep_return_mean"] for r in rows])
+            ok = ~np.isnan(rets)
+            curves.append(np.interp(steps, steps[ok], rets[ok]))
+        n = min(len(c) for c in curves)
+        y = np.stack([c[:n] for c in curves])
+        m, sd = y.mean(0), y.std(0)
+        ax.plot(steps[:n], m, label=f"{label} (n={len(curves)})")
+        ax.fill_between(steps[:n], m - sd, m + sd, alpha=0.2)
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return (training, per iteration)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,6 +127,13 @@ def main(argv=None) -> int:
     table = "\n".join(lines)
     print(table)
     (out / "table.md").write_text(table + "\n")
+    groups = {}
+    for label, _, d, _ in jobs:
+        if (d / "result.json").is_file():
+            groups.setdefault(label, []).append(d)
+    if groups:
+        plot_curves(groups, out / "curves.png", f"{ns.env_id}, mean ± std over seeds")
+        print(f"learning curves: {out / 'curves.png'}")
     if failed:
         print(f"\n{len(failed)} run(s) failed (see {out / 'runs.log'}): {', '.join(failed)}")
     return 1 if failed else 0
