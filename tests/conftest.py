@@ -25,10 +25,10 @@ PENDULUM_MIN_GAIN = 250.0
 
 
 def quick_train(run_dir, algo: str, preset: dict, algo_config=None, **overrides):
-    """Train with a preset; returns (RunResult, metrics rows)."""
+    """Train with a preset (seed 1 unless overridden); returns (RunResult, metrics rows)."""
     cfg = mcpo.TrainConfig(algo=algo, run_dir=str(run_dir), progress=False, tensorboard=False,
-                           eval_episodes=10, seed=1, algo_config=algo_config,
-                           **{**preset, **overrides})
+                           eval_episodes=10, algo_config=algo_config,
+                           **{"seed": 1, **preset, **overrides})
     result = mcpo.train(cfg)
     return result, read_metrics(f"{run_dir}/metrics.csv")
 
