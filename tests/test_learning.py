@@ -6,7 +6,7 @@ from conftest import (CARTPOLE_QUICK, CARTPOLE_SOLVED, PENDULUM_MIN_GAIN, PENDUL
                       pendulum_gain, quick_train)
 
 pytestmark = pytest.mark.slow
-ALGOS = ["mcpo", "ppo", "kl-fixed", "kl-adaptive"]
+ALGOS = ["mcpo", "ppo", "kl-fixed", "kl-adaptive", "mcpo-mean"]
 
 
 @pytest.mark.parametrize("algo", ALGOS)

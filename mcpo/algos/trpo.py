@@ -153,7 +153,10 @@ def trpo_policy_step(policy, actor, batch, tc: TRPOConfig, *, ent_coef: float,
     fullstep = beta * s
     new_flat, info = line_search(surrogate, mean_kl, flat, fullstep, tc.max_kl,
                                  tc.ls_max_steps, tc.ls_backtrack)
-    info.update(expected_improvement=g @ fullstep, cg_residual=jnp.sqrt(cg_rr),
+    # logged like the other methods' policy_loss: -E[tau A] at the new actor, no entropy term
+    pg_loss = -surrogate_fn(policy, unravel, batch, adv, 0.0)(new_flat)
+    info.update(policy_loss=pg_loss, expected_improvement=g @ fullstep,
+                cg_residual=jnp.sqrt(cg_rr),
                 policy_grad_norm=jnp.linalg.norm(g), step_norm=jnp.linalg.norm(new_flat - flat))
     return unravel(new_flat), info
 
