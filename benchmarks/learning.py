@@ -43,13 +43,40 @@ def run_one(run_dir: Path, args: list[str], log: Path) -> tuple[Path, int]:
     return run_dir, code
 
 
-def summarize(values: list[float]) -> str:
-    vals = [v for v in values if v is not None and not math.isnan(v)]
-    if not vals:
+def cell(values: list[float], mark: str) -> str:
+    """mean ± sample std, bold for the best mean, <ins>underlined</ins> when Cohen's d against
+    the best is below 0.5 (the paper's Table 1 convention)."""
+    from mcpo.stats import mean_std
+
+    m, sd = mean_std(values)
+    if math.isnan(m):
         return "n/a"
-    m = sum(vals) / len(vals)
-    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / len(vals))  # population std, as np.std
-    return f"{m:.2f} ± {sd:.2f}"
+    text = f"{m:.2f} ± {sd:.2f}"
+    return {"best": f"**{text}**", "good": f"<ins>{text}</ins>"}.get(mark, text)
+
+
+def results_table(title: str, groups: dict[str, list[dict]]) -> str:
+    """Markdown table of per-method results (list of result.json dicts per method)."""
+    from mcpo.stats import bootstrap_ci, iqm, rank_marks
+
+    train = {k: [r["final_return"] for r in v] for k, v in groups.items()}
+    ev = {k: [r["eval_return_mean"] for r in v] for k, v in groups.items()}
+    m_train, m_eval = rank_marks(train), rank_marks(ev)
+    lines = [title, "",
+             "| method | train return (last 100 episodes) | eval return (10 det. episodes) "
+             "| eval IQM | eval 95% CI of the mean | runs | steps/s |",
+             "|---|---|---|---|---|---|---|"]
+    for label, res in groups.items():
+        sps = [r["sps"] for r in res if r.get("sps")]
+        lo, hi = bootstrap_ci(ev[label])
+        ci = "n/a" if math.isnan(lo) else f"[{lo:.1f}, {hi:.1f}]"
+        lines.append(f"| {label} | {cell(train[label], m_train[label])} | "
+                     f"{cell(ev[label], m_eval[label])} | {iqm(ev[label]):.2f} | {ci} | "
+                     f"{len(res)} | {(sum(sps) / len(sps)) if sps else float('nan'):,.0f} |")
+    lines += ["", "mean ± sample std (ddof 1) over runs; **bold**: best mean in the column; "
+              "<ins>underlined</ins>: Cohen's d against the best below 0.5; IQM: mean of the "
+              "middle runs (Agarwal et al. 2021); CI: percentile bootstrap over runs."]
+    return "\n".join(lines)
 
 
 def plot_curves(groups: dict[str, list[Path]], path: Path, title: str) -> None:
@@ -62,8 +89,9 @@ def plot_curves(groups: dict[str, list[Path]], path: Path, title: str) -> None:
 
     from mcpo.logger import read_metrics
 
-    fig, ax = plt.subplots(figsize=(7, 4.5))
-    for label, dirs in groups.items():
+    fig, ax = plt.subplots(figsize=(9, 5.5))
+    colors = plt.get_cmap("tab20").colors
+    for i, (label, dirs) in enumerate(groups.items()):
         curves = []
         for d in dirs:
             rows = read_metrics(d / "metrics.csv")
@@ -74,13 +102,14 @@ def plot_curves(groups: dict[str, list[Path]], path: Path, title: str) -> None:
         n = min(len(c) for c in curves)
         y = np.stack([c[:n] for c in curves])
         m, sd = y.mean(0), y.std(0)
-        ax.plot(steps[:n], m, label=f"{label} (n={len(curves)})")
-        ax.fill_between(steps[:n], m - sd, m + sd, alpha=0.2)
+        color, style = colors[(2 * i) % 20 + (2 * i) // 20], ("-", "--", ":")[i % 3]
+        ax.plot(steps[:n], m, style, color=color, lw=1.3, label=f"{label} (n={len(curves)})")
+        ax.fill_between(steps[:n], m - sd, m + sd, color=color, alpha=0.12)
     ax.set_xlabel("environment steps")
     ax.set_ylabel("episode return (training, per iteration)")
     ax.set_title(title)
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=7, ncol=2 if len(groups) > 6 else 1, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -113,26 +142,21 @@ def main(argv=None) -> int:
         codes = list(pool.map(lambda j: run_one(j[2], j[3], out / "runs.log"), jobs))
     failed = [str(d) for d, c in codes if c != 0]
 
-    lines = [f"{ns.env_id}, {ns.total_timesteps:,} steps, seeds {ns.seeds}", "",
-             "| method | train return (last 100 episodes) | eval return (10 det. episodes) "
-             "| runs | steps/s |", "|---|---|---|---|---|"]
+    groups = {}
     for spec in ns.method:
         label = spec.partition("|")[0]
-        res = [json.loads((d / "result.json").read_text()) for lab, _, d, _ in jobs
-               if lab == label and (d / "result.json").is_file()]
-        sps = [r["sps"] for r in res if r.get("sps")]
-        lines.append(f"| {label} | {summarize([r['final_return'] for r in res])} | "
-                     f"{summarize([r['eval_return_mean'] for r in res])} | {len(res)} | "
-                     f"{(sum(sps) / len(sps)) if sps else float('nan'):,.0f} |")
-    table = "\n".join(lines)
+        groups[label] = [json.loads((d / "result.json").read_text()) for lab, _, d, _ in jobs
+                         if lab == label and (d / "result.json").is_file()]
+    table = results_table(f"{ns.env_id}, {ns.total_timesteps:,} steps, seeds {ns.seeds}",
+                          groups)
     print(table)
     (out / "table.md").write_text(table + "\n")
-    groups = {}
+    dirs = {}
     for label, _, d, _ in jobs:
         if (d / "result.json").is_file():
-            groups.setdefault(label, []).append(d)
-    if groups:
-        plot_curves(groups, out / "curves.png", f"{ns.env_id}, mean ± std over seeds")
+            dirs.setdefault(label, []).append(d)
+    if dirs:
+        plot_curves(dirs, out / "curves.png", f"{ns.env_id}, mean ± std over seeds")
         print(f"learning curves: {out / 'curves.png'}")
     if failed:
         print(f"\n{len(failed)} run(s) failed (see {out / 'runs.log'}): {', '.join(failed)}")
