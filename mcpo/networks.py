@@ -76,13 +76,24 @@ class MLPActorCritic:
             return rng.standard_normal(prefix + (self.dist.act_dim,), dtype=np.float32)
         return rng.random(prefix + (self.dist.n,), dtype=np.float32)
 
-    def sample_np(self, actor_np, obs: np.ndarray, noise: np.ndarray) -> np.ndarray:
-        """Sample actions for a batch of observations given `sample_noise` output."""
+    def perturbation_np(self, actor_np, noise: np.ndarray) -> np.ndarray:
+        """`sample_noise` output -> what is added to the actor's output to sample: std * eps
+        (Gaussian reparameterization) or Gumbel noise -log(-log u) (Gumbel-max). Done for a
+        whole rollout in one call; elementwise, so the actions equal per-step sampling."""
+        if isinstance(self.dist, DiagGaussian):
+            return np.exp(actor_np["log_std"]) * noise
+        return -np.log(-np.log(noise + 1e-20) + 1e-20)
+
+    def sample_perturbed_np(self, actor_np, obs: np.ndarray, perturbation: np.ndarray):
+        """Actions for a batch of observations given `perturbation_np` output."""
         out = mlp(actor_np["mlp"], obs, np)
         if isinstance(self.dist, DiagGaussian):
-            return out + np.exp(actor_np["log_std"]) * noise
-        # Gumbel-max sampling of a categorical
-        return np.argmax(out - np.log(-np.log(noise + 1e-20) + 1e-20), axis=-1)
+            return out + perturbation
+        return np.argmax(out + perturbation, axis=-1)
+
+    def sample_np(self, actor_np, obs: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        """Sample actions for a batch of observations given `sample_noise` output."""
+        return self.sample_perturbed_np(actor_np, obs, self.perturbation_np(actor_np, noise))
 
     def mode_np(self, actor_np, obs: np.ndarray) -> np.ndarray:
         out = mlp(actor_np["mlp"], obs, np)
