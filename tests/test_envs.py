@@ -58,3 +58,13 @@ def test_unknown_env_id_suggests_close_match():
     with pytest.raises(ConfigError, match="Did you mean 'Pendulum-v1'"):
         check_env_id("Pendulm-v1")
     check_env_id("CartPole-v1")
+
+
+def test_running_mean_std_scalar_fast_path_equals_the_batch_update():
+    xs = np.random.default_rng(0).normal(3.0, 2.0, 500)
+    a, b = RunningMeanStd(()), RunningMeanStd(())
+    for x in xs:
+        a.update(np.array([x]))
+        b.update_one(float(x))
+    assert (a.mean, a.var, a.count) == (b.mean, b.var, b.count)  # bit-identical
+    assert abs(b.mean - xs.mean()) < 1e-3 and abs(b.var - xs.var()) < 1e-2  # epsilon prior
