@@ -57,11 +57,15 @@ def _strip(rows):
     return [{k: v for k, v in r.items() if k not in TIME_COLUMNS} for r in rows]
 
 
-@pytest.mark.parametrize("algo", ["mcpo", "kl-adaptive"])
+# Algorithms whose learner state goes beyond params + one Adam state: MCPO's memory, psi_old,
+# attention net and its optimizer; KL-Adaptive's beta; TRPO's critic-only optimizer; ACKTR's
+# Kronecker factors and momentum (no optax state); V-MPO's dual variables and their Adam.
+@pytest.mark.parametrize("algo", ["mcpo", "kl-adaptive", "trpo", "acktr", "vmpo"])
 def test_resuming_twice_from_one_checkpoint_gives_identical_metrics(tmp_path, algo):
     base = tmp_path / "base"
+    one_step = dict(update_epochs=1, num_minibatches=1) if algo == "acktr" else {}
     mcpo.train(mcpo.TrainConfig(algo=algo, run_dir=str(base), total_timesteps=3 * 128,
-                                checkpoint_every=1, **TINY))
+                                checkpoint_every=1, **{**TINY, **one_step}))
     a, b = tmp_path / "a", tmp_path / "b"
     shutil.copytree(base, a)
     shutil.copytree(base, b)

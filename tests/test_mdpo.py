@@ -1,13 +1,11 @@
 """MDPO (Tomar et al., on-policy; DESIGN.md §5): the KL direction KL[pi_theta || pi_old], the
-annealed coefficient beta0 / t_k, and learning."""
+annealed coefficient beta0 / t_k (learning: tests/test_learning.py)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import (CARTPOLE_QUICK, CARTPOLE_SOLVED, PENDULUM_MIN_GAIN, PENDULUM_QUICK,
-                      pendulum_gain, quick_train)
 from reference import (np_categorical_kl, np_gaussian_kl, np_log_prob,
                        two_policies_and_batch)
 from mcpo.algos import mdpo
@@ -62,18 +60,3 @@ def test_update_reads_the_iteration_from_the_optimizer_step_count():
     assert float(stats["kl_coef"]) == pytest.approx(4.0)
     _, stats = update(state._replace(n_updates=jnp.int32(9 * 4)), batch)  # the last one
     assert float(stats["kl_coef"]) == pytest.approx(20.0, rel=1e-5)
-
-
-@pytest.mark.slow
-def test_learns_cartpole(run_dir):
-    result, rows = quick_train(run_dir, "mdpo", CARTPOLE_QUICK)
-    assert rows[0]["ep_return_mean"] < 60
-    assert result.eval_return_mean >= CARTPOLE_SOLVED, result.eval_return_mean
-
-
-@pytest.mark.slow
-def test_improves_on_pendulum(run_dir):
-    _, rows = quick_train(run_dir, "mdpo", PENDULUM_QUICK)
-    first, last, gain = pendulum_gain(rows)
-    assert first < -1000
-    assert gain >= PENDULUM_MIN_GAIN, (first, last)

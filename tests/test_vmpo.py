@@ -1,14 +1,12 @@
 """V-MPO (Song et al. 2019, on-policy; DESIGN.md §5): top-half selection, normalized weights,
 the temperature and alpha dual losses against hand computations, the decoupled Gaussian KL,
-and learning."""
+(learning: tests/test_learning.py)."""
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import (CARTPOLE_QUICK, CARTPOLE_SOLVED, PENDULUM_MIN_GAIN, PENDULUM_QUICK,
-                      pendulum_gain, quick_train)
 from mcpo.algos import vmpo
 from mcpo.config import ConfigError, TrainConfig
 from mcpo.distributions import Categorical, DiagGaussian
@@ -122,18 +120,3 @@ def test_minibatches_of_one_sample_are_refused():
                       total_timesteps=8, num_minibatches=8)
     with pytest.raises(ConfigError, match="top half"):
         cfg.validate()
-
-
-@pytest.mark.slow
-def test_learns_cartpole(run_dir):
-    result, rows = quick_train(run_dir, "vmpo", CARTPOLE_QUICK)
-    assert rows[0]["ep_return_mean"] < 60
-    assert result.eval_return_mean >= CARTPOLE_SOLVED, result.eval_return_mean
-
-
-@pytest.mark.slow
-def test_improves_on_pendulum(run_dir):
-    _, rows = quick_train(run_dir, "vmpo", PENDULUM_QUICK)
-    first, last, gain = pendulum_gain(rows)
-    assert first < -1000
-    assert gain >= PENDULUM_MIN_GAIN, (first, last)
