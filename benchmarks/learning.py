@@ -79,8 +79,11 @@ def results_table(title: str, groups: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
-def plot_curves(groups: dict[str, list[Path]], path: Path, title: str) -> None:
-    """Mean +- std over seeds of each method's per-iteration episode return."""
+def plot_curves(groups: dict[str, list[Path]], path: Path, title: str,
+                window: int = 5) -> None:
+    """Mean over seeds of each method's per-iteration training return (moving average of
+    `window` iterations); left: the whole run, with a ± std band when there are at most 5
+    methods; right: the last 80% of the run with the y axis zoomed on the final plateaus."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -89,8 +92,12 @@ def plot_curves(groups: dict[str, list[Path]], path: Path, title: str) -> None:
 
     from mcpo.logger import read_metrics
 
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+    def smooth(y):
+        return y if len(y) < window else np.convolve(y, np.ones(window) / window, "valid")
+
+    fig, (ax, zoom) = plt.subplots(1, 2, figsize=(13, 5.5))
     colors = plt.get_cmap("tab20").colors
+    finals = []
     for i, (label, dirs) in enumerate(groups.items()):
         curves = []
         for d in dirs:
@@ -98,20 +105,36 @@ def plot_curves(groups: dict[str, list[Path]], path: Path, title: str) -> None:
             steps = np.array([r["global_step"] for r in rows])
             rets = np.array([r["ep_return_mean"] for r in rows])
             ok = ~np.isnan(rets)
-            curves.append(np.interp(steps, steps[ok], rets[ok]))
-        n = min(len(c) for c in curves)
-        y = np.stack([c[:n] for c in curves])
+            curves.append((steps, np.interp(steps, steps[ok], rets[ok])))
+        # runs of one method share their iteration grid; methods may differ (batch sizes)
+        n = min(len(c[1]) for c in curves)
+        x = smooth(curves[0][0][:n].astype(float))
+        y = np.stack([smooth(c[1][:n]) for c in curves])
         m, sd = y.mean(0), y.std(0)
         color, style = colors[(2 * i) % 20 + (2 * i) // 20], ("-", "--", ":")[i % 3]
-        ax.plot(steps[:n], m, style, color=color, lw=1.3, label=f"{label} (n={len(curves)})")
-        ax.fill_between(steps[:n], m - sd, m + sd, color=color, alpha=0.12)
-    ax.set_xlabel("environment steps")
-    ax.set_ylabel("episode return (training, per iteration)")
+        for a in (ax, zoom):
+            a.plot(x, m, style, color=color, lw=1.2, label=f"{label} (n={len(curves)})")
+        if len(groups) <= 5:
+            ax.fill_between(x, m - sd, m + sd, color=color, alpha=0.15)
+        tail = m[int(0.8 * len(m)):]
+        finals.append(np.median(tail) if len(tail) else np.nan)
     ax.set_title(title)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7, ncol=2 if len(groups) > 6 else 1, loc="lower right")
+    xmax = ax.get_xlim()[1]
+    zoom.set_xlim(0.2 * xmax, xmax)
+    f = [v for v in finals if np.isfinite(v)]
+    if f:
+        lo, hi = min(f), max(f)
+        pad = max(0.25 * (hi - lo), 25.0)
+        zoom.set_ylim(lo - 2 * pad, hi + pad)
+    zoom.set_title("last 80%, zoomed on the final returns")
+    for a in (ax, zoom):
+        a.set_xlabel("environment steps")
+        a.grid(alpha=0.3)
+    ax.set_ylabel(f"training episode return (per iteration, mean over seeds, "
+                  f"moving average {window})")
+    zoom.legend(fontsize=7, ncol=2 if len(groups) > 6 else 1, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    fig.savefig(path, dpi=110)
     plt.close(fig)
 
 
@@ -156,7 +179,7 @@ def main(argv=None) -> int:
         if (d / "result.json").is_file():
             dirs.setdefault(label, []).append(d)
     if dirs:
-        plot_curves(dirs, out / "curves.png", f"{ns.env_id}, mean ± std over seeds")
+        plot_curves(dirs, out / "curves.png", f"{ns.env_id}, {ns.total_timesteps:,} steps, seeds {ns.seeds}")
         print(f"learning curves: {out / 'curves.png'}")
     if failed:
         print(f"\n{len(failed)} run(s) failed (see {out / 'runs.log'}): {', '.join(failed)}")
