@@ -91,9 +91,7 @@ def plot_curves(groups: dict[str, list[Path]], path: Path, title: str,
     import numpy as np
 
     from mcpo.logger import read_metrics
-
-    def smooth(y):
-        return y if len(y) < window else np.convolve(y, np.ones(window) / window, "valid")
+    from mcpo.stats import moving_average
 
     fig, (ax, zoom) = plt.subplots(1, 2, figsize=(13, 5.5))
     colors = plt.get_cmap("tab20").colors
@@ -108,8 +106,8 @@ def plot_curves(groups: dict[str, list[Path]], path: Path, title: str,
             curves.append((steps, np.interp(steps, steps[ok], rets[ok])))
         # runs of one method share their iteration grid; methods may differ (batch sizes)
         n = min(len(c[1]) for c in curves)
-        x = smooth(curves[0][0][:n].astype(float))
-        y = np.stack([smooth(c[1][:n]) for c in curves])
+        x = moving_average(curves[0][0][:n], window)
+        y = np.stack([moving_average(c[1][:n], window) for c in curves])
         m, sd = y.mean(0), y.std(0)
         color, style = colors[(2 * i) % 20 + (2 * i) // 20], ("-", "--", ":")[i % 3]
         for a in (ax, zoom):

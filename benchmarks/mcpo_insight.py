@@ -53,17 +53,13 @@ def load_group(root: Path) -> list[dict[str, np.ndarray]]:
     return runs
 
 
-def smooth(y: np.ndarray, k: int) -> np.ndarray:
-    if k <= 1 or len(y) < k:
-        return y
-    return np.convolve(y, np.ones(k) / k, mode="valid")
-
-
 def plot(groups: dict[str, list[dict]], out: Path, title: str, window: int) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from mcpo.stats import moving_average
 
     fig, axes = plt.subplots(2, 2, figsize=(11, 7))
     colors = plt.get_cmap("tab10").colors
@@ -72,9 +68,9 @@ def plot(groups: dict[str, list[dict]], out: Path, title: str, window: int) -> N
         c = colors[i % 10]
 
         def mean(key):
-            return smooth(np.mean([r[key][:n] for r in runs], 0), window)
+            return moving_average(np.mean([r[key][:n] for r in runs], 0), window)
 
-        x = smooth(runs[0]["step"][:n], window)
+        x = moving_average(runs[0]["step"][:n], window)
         ax = axes[0, 0]
         ax.plot(x, mean("argmax"), color=c, label=f"{label}: argmax slot j*/(N-1)")
         ax.plot(x, mean("mean_age"), "--", color=c, label=f"{label}: attention-weighted age")

@@ -84,3 +84,12 @@ def rank_marks(groups: dict[str, Sequence[float]], *, higher_is_better: bool = T
         else:
             marks[k] = ""
     return marks
+
+
+def moving_average(y, window: int) -> np.ndarray:
+    """Trailing mean over `window` points ("valid" part only, so len(y) - window + 1 points);
+    `y` unchanged when window <= 1 or it is shorter than the window. For learning curves."""
+    y = np.asarray(y, np.float64)
+    if window <= 1 or len(y) < window:
+        return y
+    return np.convolve(y, np.ones(window) / window, mode="valid")

@@ -48,3 +48,10 @@ def test_rank_marks_bold_best_and_good_within_half_a_std():
     marks = stats.rank_marks(groups)
     assert marks == {"a": "best", "b": "good", "c": "", "d": ""}
     assert stats.rank_marks(groups, higher_is_better=False)["c"] == "best"
+
+
+def test_moving_average_is_the_trailing_mean_of_the_valid_part():
+    np.testing.assert_allclose(stats.moving_average([1.0, 2.0, 3.0, 6.0], 2), [1.5, 2.5, 4.5])
+    np.testing.assert_allclose(stats.moving_average([1.0, 2.0, 3.0, 6.0], 4), [3.0])
+    np.testing.assert_array_equal(stats.moving_average([1.0, 2.0], 3), [1.0, 2.0])  # too short
+    np.testing.assert_array_equal(stats.moving_average([4.0, 5.0], 1), [4.0, 5.0])
