@@ -1,22 +1,18 @@
-"""mcpo: Memory-Constrained Policy Optimization and on-policy trust-region baselines (JAX)."""
+"""mcpo: Memory-Constrained Policy Optimization and on-policy trust-region baselines (JAX).
 
-from mcpo.config import ConfigError, TrainConfig
+    import mcpo
+    result = mcpo.train(mcpo.make_config("mcpo", "Pendulum-v1", total_timesteps=200_000))
+    agent = mcpo.load(result.run_dir)
+"""
+
+from mcpo.agent import Agent, load
+from mcpo.config import TrainConfig
+from mcpo.presets import make_config
+from mcpo.trainer import Callback, RunResult, resume, train
+from mcpo.types import CheckpointError, ConfigError, MCPOError, NonFiniteError
 
 __version__ = "0.1.0"
 
-
-def train(config: TrainConfig | None = None, **overrides):
-    """Train one run; returns a `RunResult`. See `mcpo.trainer.train`."""
-    from mcpo.trainer import train as _train
-
-    return _train(config, **overrides)
-
-
-def load(run_dir, checkpoint: str | None = None):
-    """Load a trained agent from a run directory; `.act(obs, deterministic=True)`."""
-    from mcpo.agent import load as _load
-
-    return _load(run_dir, checkpoint)
-
-
-__all__ = ["ConfigError", "TrainConfig", "train", "load", "__version__"]
+__all__ = ["Agent", "Callback", "CheckpointError", "ConfigError", "MCPOError",
+           "NonFiniteError", "RunResult", "TrainConfig", "load", "make_config", "resume",
+           "train", "__version__"]

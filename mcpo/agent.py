@@ -6,16 +6,18 @@ observations scaled exactly as at the end of training.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from mcpo.checkpoint import CheckpointError, load_checkpoint, restore
-from mcpo.config import ConfigError, TrainConfig
+from mcpo.checkpoint import load_checkpoint, restore
+from mcpo.config import TrainConfig
 from mcpo.envs import RunningMeanStd, make_env, normalize_obs
 from mcpo.networks import make_policy
+from mcpo.rollout import Interrupted
+from mcpo.rundir import find_checkpoint, read_config
+from mcpo.types import ConfigError
 
 
 class Agent:
@@ -30,16 +32,6 @@ class Agent:
         self.config = config
         self._discrete = not hasattr(action_space, "low")
         self._rng = np.random.default_rng(0)
-
-    @classmethod
-    def from_trainer(cls, trainer) -> "Agent":
-        rms = None
-        if trainer.collector.obs_rms is not None:
-            rms = RunningMeanStd(trainer.collector.obs_rms.mean.shape)
-            rms.load_state_dict(trainer.collector.obs_rms.state_dict())
-        return cls(trainer.policy, trainer.state.params["actor"], rms, trainer.cfg.clip_obs,
-                   trainer.vec.single_observation_space, trainer.vec.single_action_space,
-                   trainer.cfg)
 
     def seed(self, seed: int) -> None:
         self._rng = np.random.default_rng(seed)
@@ -66,18 +58,9 @@ class Agent:
 
 def load(run_dir, checkpoint: str | None = None) -> Agent:
     """Load the agent of a run directory (latest checkpoint, or `checkpoint` file name/path)."""
-    from mcpo.trainer import CKPT_DIR, LATEST
-
     run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.is_file():
-        raise ConfigError(f"{run_dir} is not an mcpo run directory (no config.json).")
-    cfg = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
-    path = Path(checkpoint) if checkpoint else run_dir / CKPT_DIR / LATEST
-    if checkpoint and not path.is_file():
-        path = run_dir / CKPT_DIR / checkpoint
-    if not path.is_file():
-        raise CheckpointError(f"No checkpoint at {path}.")
+    cfg = read_config(run_dir)
+    path = find_checkpoint(run_dir, checkpoint)
     arrays, meta = load_checkpoint(path)
     env = make_env(cfg.env_id)
     policy = make_policy(env.observation_space, env.action_space, cfg.hidden_sizes)
@@ -93,8 +76,10 @@ def load(run_dir, checkpoint: str | None = None) -> Agent:
 
 
 def evaluate(agent: Agent, env_id: str, episodes: int, seed: int = 0,
-             deterministic: bool = True, video: str | None = None) -> list[float]:
-    """Run full episodes on a fresh env; returns their (raw) returns."""
+             deterministic: bool = True, video: str | None = None,
+             should_stop=lambda: False) -> list[float]:
+    """Run full episodes on a fresh env; returns their (raw) returns. `should_stop()` is
+    polled every step; when it turns true, `mcpo.rollout.Interrupted` is raised."""
     env = make_env(env_id, render_mode="rgb_array" if video else None)
     agent.seed(seed)
     frames, returns = [], []
@@ -103,6 +88,8 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int = 0,
             obs, _ = env.reset(seed=seed + ep)
             done, total = False, 0.0
             while not done:
+                if should_stop():
+                    raise Interrupted()
                 if video:
                     frames.append(env.render())
                 obs, r, term, trunc, _ = env.step(agent.act(obs, deterministic))

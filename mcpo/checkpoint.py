@@ -1,4 +1,4 @@
-"""Safe, atomic checkpoints (DESIGN.md §2, §8).
+"""Safe, atomic checkpoints (docs/design.md §2, §8).
 
 File layout: ``MAGIC | sha256(payload) | payload`` where payload is msgpack of
 ``{"meta": {...JSON-like...}, "arrays": {path: {"dtype", "shape", "data"}}}``.
@@ -20,13 +20,9 @@ import jax
 import msgpack
 import numpy as np
 
-from mcpo.config import ConfigError
+from mcpo.types import CheckpointError, StorageError
 
 MAGIC = b"MCPO-CKPT-v1\n"
-
-
-class CheckpointError(ConfigError):
-    """Missing, corrupt or mismatched checkpoint (user-facing)."""
 
 
 def flatten(tree, prefix: str = "") -> dict[str, np.ndarray]:
@@ -44,18 +40,29 @@ def _decode(d: dict) -> np.ndarray:
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
+    """Write `data` to a temp file beside `path`, fsync, rename over `path`: a kill or a full
+    disk at any moment leaves either the old file or the new one, never a partial one.
+    OS failures raise StorageError (the old file is intact, the temp file removed)."""
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        dir_fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    except OSError as e:
+        try:
+            tmp.unlink()
+        except OSError:
+            pass
+        kept = "the previous version is intact" if path.exists() else "nothing was written"
+        raise StorageError(f"Could not write {path}: {e.strerror or e} ({kept}).") from None
 
 
 def save_checkpoint(path, arrays: dict[str, np.ndarray], meta: dict) -> None:

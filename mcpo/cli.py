@@ -1,9 +1,13 @@
 """Command line: `mcpo train | eval | bench`.
 
 Flags are generated from the config dataclasses (`mcpo.config.TrainConfig` and each algorithm's
-config), so `--help` always shows every hyperparameter with its default and meaning.
-Exit codes: 0 done; 2 bad input (nothing written); 3 NaN/Inf stopped the run;
-128 + signal number when SIGINT/SIGTERM stopped it (after writing a checkpoint).
+config), so `--help` always shows every hyperparameter with its default and meaning; the
+defaults shown are the effective ones for the `--algo`, `--env-id` and `--preset` given
+(`mcpo train --algo a2c --help` shows A2C's).
+
+Exit codes (mcpo.types): 0 done; 2 bad input (nothing written or lost); 3 NaN/Inf stopped the
+run; 4 the run directory is in use by another process; 5 an OS fault while writing (disk full,
+permissions); 128 + signal number when SIGINT/SIGTERM stopped it (after writing a checkpoint).
 """
 
 from __future__ import annotations
@@ -13,91 +17,118 @@ import dataclasses
 import sys
 import textwrap
 
-from mcpo.config import ConfigError, TrainConfig, flag_name
+import numpy as np
 
-EXIT_BAD_INPUT = 2
-EXIT_NONFINITE = 3
+from mcpo import bench
+from mcpo.agent import evaluate, load
+from mcpo.algos import ALGOS
+from mcpo.config import TrainConfig
+from mcpo.presets import AUTO, NONE, PRESETS, effective_defaults, make_config
+from mcpo.trainer import resume, train
+from mcpo.types import EXIT_BAD_INPUT, ConfigError, MCPOError, flag_name, parse_float, \
+    parse_int
 
-
-def _int(s: str) -> int:
-    """Integers, also written as 1e6 or 1_000_000."""
-    try:
-        return int(s.replace("_", ""))
-    except ValueError:
-        f = float(s)
-        if not f.is_integer():
-            raise argparse.ArgumentTypeError(f"expected an integer, got {s!r}") from None
-        return int(f)
+EXIT_INTERRUPTED = 130
 
 
-_TYPES = {"int": _int, "float": float, "str": str}
+def _arg_type(parse, what: str):
+    def conv(s: str):
+        try:
+            return parse(s)
+        except ValueError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+
+    conv.__name__ = what  # argparse names the type in its messages
+    return conv
 
 
-def _add_field(group, f, default_text: str | None, help_text: str | None = None) -> None:
+INT = _arg_type(parse_int, "integer")
+FLOAT = _arg_type(parse_float, "number")
+_TYPES = {"int": INT, "float": FLOAT, "str": str}
+
+
+def _add_field(group, f, help_text: str) -> None:
     name = flag_name(f.name)
-    help_ = help_text or f"{f.metadata['help']} (default: {default_text})"
     if f.type == "bool":
         group.add_argument(name, action=argparse.BooleanOptionalAction, dest=f.name,
-                           default=argparse.SUPPRESS, help=help_)
+                           default=argparse.SUPPRESS, help=help_text)
     elif f.type.startswith("tuple"):
-        group.add_argument(name, type=_int, nargs="+", dest=f.name, metavar="N",
-                           default=argparse.SUPPRESS, help=help_)
+        group.add_argument(name, type=INT, nargs="+", dest=f.name, metavar="N",
+                           default=argparse.SUPPRESS, help=help_text)
     else:
         group.add_argument(name, type=_TYPES[f.type], dest=f.name, metavar=f.name.upper(),
-                           default=argparse.SUPPRESS, help=help_)
+                           default=argparse.SUPPRESS, help=help_text)
 
 
 def _show(v) -> str:
-    if isinstance(v, tuple):
+    if isinstance(v, (tuple, list)):
         return " ".join(map(str, v))
     return repr(v) if v == "" else str(v)
 
 
-def _algo_fields() -> dict[str, list[str]]:
-    """flag field name -> algorithms that have it."""
-    from mcpo.algos import ALGOS
-
-    owners: dict[str, list[str]] = {}
-    for name, spec in ALGOS.items():
-        for f in dataclasses.fields(spec.config_cls):
-            if f.metadata.get("cli", True):
-                owners.setdefault(f.name, []).append(name)
-    return owners
+def _target(argv: list[str]) -> tuple[str, str, str]:
+    """--algo, --env-id and --preset as given in argv (for the defaults --help shows)."""
+    p = argparse.ArgumentParser(add_help=False)
+    p.add_argument("--algo", default=TrainConfig.algo)
+    p.add_argument("--env-id", default=TrainConfig.env_id)
+    p.add_argument("--preset", default=AUTO)
+    ns, _ = p.parse_known_args(argv)
+    return ns.algo, ns.env_id, ns.preset
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from mcpo.algos import ALGOS
-
-    p = argparse.ArgumentParser(
-        prog="mcpo", description="Memory-Constrained Policy Optimization and on-policy "
-        "trust-region baselines (JAX).",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True, metavar="{train,eval,bench}")
-
+def _add_train(sub, argv: list[str]) -> None:
+    algo, env_id, preset = _target(argv)
+    try:
+        eff = effective_defaults(algo, env_id, preset)
+        for_whom = f"the defaults shown are for --algo {algo} on {env_id}"
+    except ConfigError:  # an unknown algo/preset: reported when the command runs
+        eff, for_whom = {}, "the defaults shown are the base defaults"
     algos = "\n".join(f"  {n:<12} {s.summary}" for n, s in ALGOS.items())
+    presets = "\n".join(f"  {p.name:<8} {p.description}" for p in PRESETS.values())
     t = sub.add_parser(
         "train", help="train one run (or --resume one)",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Train an agent. Every hyperparameter has a flag; defaults follow "
-        "DESIGN.md §3 (PPO backbone: T=2048, K=10, 32 minibatches, Adam 3e-4).\n\n"
-        f"algorithms:\n{algos}",
+        description="Train an agent. Every hyperparameter has a flag. Defaults come from, "
+        "weakest first: the PPO backbone (T=2048, K=10, 32 minibatches, Adam 3e-4), the env "
+        "family's preset, the algorithm's own defaults, the preset's values for the "
+        f"algorithm; a flag you give wins ({for_whom}).\n\n"
+        f"algorithms:\n{algos}\n\npresets (--preset; the env id picks its family's):\n"
+        f"{presets}",
         epilog=textwrap.dedent("""\
             examples:
               mcpo train                                   # MCPO on Pendulum-v1, 200k steps
               mcpo train --algo ppo --env-id CartPole-v1 --total-timesteps 1e5
+              mcpo train --algo a2c --help                 # A2C's effective defaults
               mcpo train --algo mcpo --memory-size 40 --run-dir runs/m40
               mcpo train --resume runs/m40                 # continue after a stop or kill
+
+            exit codes: 0 done, 2 bad input (nothing written), 3 NaN/Inf stopped the run,
+              4 run directory in use by another process, 5 OS fault while writing,
+              128+N stopped by signal N after a checkpoint
             """))
     run = t.add_argument_group("run control")
     run.add_argument("--resume", metavar="DIR", default=None,
                      help="continue the run in DIR from its latest checkpoint (its config is "
-                     "reused; only --total-timesteps may be changed, to extend it)")
+                     "reused; only --total-timesteps may be changed, and --progress)")
+    run.add_argument("--resume-from", metavar="SNAPSHOT", default=None,
+                     help="with --resume: continue from this checkpoint in DIR/checkpoints "
+                     "(e.g. step_000000204800.ckpt) instead of latest.ckpt")
     run.add_argument("--overwrite", action="store_true",
-                     help="replace an existing run directory (only an mcpo run dir)")
+                     help="replace an existing run directory (only an mcpo run directory, "
+                     "and only what a run writes in it)")
+    run.add_argument("--preset", default=argparse.SUPPRESS, metavar="NAME",
+                     help=f"training preset: {', '.join(PRESETS)}, '{NONE}' (base and "
+                     f"algorithm defaults only) or '{AUTO}' (default: the env id's family)")
+
+    def default_text(f) -> str:
+        value, source = eff.get(f.name, (f.default, "default"))
+        where = "" if source == "default" else f", {source}"
+        return f"{_show(value)}{where}"
+
     common = t.add_argument_group("common hyperparameters")
     for f in dataclasses.fields(TrainConfig):
         if f.metadata.get("cli", True):
-            _add_field(common, f, _show(f.default))
+            _add_field(common, f, f"{f.metadata['help']} (default: {default_text(f)})")
     # Algorithm flags: one flag per field name, shared by the algorithms that have it.
     owners: dict[str, dict[str, dataclasses.Field]] = {}
     for name, spec in ALGOS.items():
@@ -106,26 +137,39 @@ def build_parser() -> argparse.ArgumentParser:
                 owners.setdefault(f.name, {})[name] = f
     groups = {}
     for field_name, per_algo in owners.items():
-        algo, f = next(iter(per_algo.items()))
-        if algo not in groups:
-            groups[algo] = t.add_argument_group(f"{algo} hyperparameters")
-        helps = {a: g.metadata["help"] for a, g in per_algo.items()}
-        defaults = {a: _show(g.default) for a, g in per_algo.items()}
-        if len(set(helps.values())) == 1 and len(set(defaults.values())) == 1:
-            text = f"{_show(f.default)}; used by {', '.join(per_algo)}"
-            _add_field(groups[algo], f, text)
-        else:  # same flag, different meaning or default per algorithm: say each
+        first, f = next(iter(per_algo.items()))
+        if first not in groups:
+            groups[first] = t.add_argument_group(f"{first} hyperparameters")
+        if algo in per_algo:  # the selected algorithm's own meaning and effective default
+            g = per_algo[algo]
+            others = [a for a in per_algo if a != algo]
+            also = f"; also {', '.join(others)}" if others else ""
+            text = f"{g.metadata['help']} (default: {default_text(g)}{also})"
+        else:
+            helps = {a: g.metadata["help"] for a, g in per_algo.items()}
+            defaults = {a: _show(g.default) for a, g in per_algo.items()}
             by_meaning: dict[tuple[str, str], list[str]] = {}
             for a in per_algo:
                 by_meaning.setdefault((helps[a], defaults[a]), []).append(a)
-            text = "; ".join(f"{', '.join(algos)}: {h} (default {d})"
-                             for (h, d), algos in by_meaning.items())
-            _add_field(groups[algo], f, None, help_text=text)
+            text = "; ".join(f"{', '.join(names)}: {h} (default: {d})"
+                             for (h, d), names in by_meaning.items())
+        _add_field(groups[first], f, text)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    argv = sys.argv[1:] if argv is None else argv
+    p = argparse.ArgumentParser(
+        prog="mcpo", description="Memory-Constrained Policy Optimization and on-policy "
+        "trust-region baselines (JAX).",
+        epilog="exit codes: 0 done, 2 bad input, 3 NaN/Inf stop, 4 run directory busy, "
+        "5 OS fault while writing, 128+N signal N")
+    sub = p.add_subparsers(dest="command", required=True, metavar="{train,eval,bench}")
+    _add_train(sub, argv)
 
     e = sub.add_parser("eval", help="evaluate a trained run",
                        description="Run episodes with a trained agent; prints mean +- std.")
     e.add_argument("run_dir", metavar="DIR")
-    e.add_argument("--episodes", type=_int, default=10, help="episodes to run (default: 10)")
+    e.add_argument("--episodes", type=INT, default=10, help="episodes to run (default: 10)")
     e.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=False,
                    help="act with the distribution's mean/argmax instead of sampling "
                    "(default: sample)")
@@ -133,81 +177,52 @@ def build_parser() -> argparse.ArgumentParser:
                    help="record the episodes to FILE (.gif, or .mp4 with imageio-ffmpeg)")
     e.add_argument("--checkpoint", default=None,
                    help="checkpoint file in DIR/checkpoints (default: latest.ckpt)")
-    e.add_argument("--seed", type=_int, default=0, help="seed of the first episode (default: 0)")
+    e.add_argument("--seed", type=INT, default=0, help="seed of the first episode (default: 0)")
 
     b = sub.add_parser("bench", help="throughput benchmark (see benchmarks/RESULTS.md)",
                        description="Measure training steps/s of our PPO and MCPO, the bare "
                        "vector env, and stable-baselines3 PPO when installed, side by side.")
-    from mcpo.bench import add_arguments
-
-    add_arguments(b)
+    bench.add_arguments(b)
     return p
 
 
+_RUN_CONTROL = ("command", "resume", "resume_from", "overwrite", "preset")
+
+
 def config_from_args(ns: argparse.Namespace) -> TrainConfig:
-    from mcpo.algos import ALGOS
-
-    given = {k: v for k, v in vars(ns).items()
-             if k not in ("command", "resume", "overwrite")}
-    common_names = {f.name for f in dataclasses.fields(TrainConfig)}
-    common = {k: v for k, v in given.items() if k in common_names}
-    algo_given = {k: v for k, v in given.items() if k not in common_names}
-    algo = common.get("algo", TrainConfig.algo)
-    spec = ALGOS.get(algo)
-    if spec is None:
-        TrainConfig(algo=algo).validate()  # raises with suggestions
-    allowed = {f.name for f in dataclasses.fields(spec.config_cls)
-               if f.metadata.get("cli", True)}
-    owners = _algo_fields()
-    wrong = [k for k in algo_given if k not in allowed]
-    if wrong:
-        k = wrong[0]
-        raise ConfigError(f"{flag_name(k)} does not apply to --algo {algo}; it is a "
-                          f"hyperparameter of {', '.join(owners[k])}.")
-    return TrainConfig(**common, algo_config=spec.config_cls(**algo_given))
+    given = {k: v for k, v in vars(ns).items() if k not in _RUN_CONTROL}
+    algo = given.pop("algo", TrainConfig.algo)
+    env_id = given.pop("env_id", TrainConfig.env_id)
+    return make_config(algo, env_id, getattr(ns, "preset", AUTO), **given)
 
 
-def cmd_train(ns) -> int:
-    from mcpo.trainer import NonFiniteError, TrainingInterrupted, resume, train
-
-    try:
-        if ns.resume:
-            extra = sorted(k for k in vars(ns) if k not in
-                           ("command", "resume", "overwrite", "total_timesteps", "progress"))
-            if extra or ns.overwrite:
-                bad = [flag_name(k) for k in extra] + (["--overwrite"] if ns.overwrite else [])
-                raise ConfigError(f"--resume reuses the run's saved config; {', '.join(bad)} "
-                                  f"cannot be changed (only --total-timesteps, to extend it).")
-            result = resume(ns.resume, getattr(ns, "total_timesteps", None))
-        else:
-            result = train(config_from_args(ns), overwrite=ns.overwrite)
-    except ConfigError as e:
-        print(f"mcpo: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except NonFiniteError as e:
-        print(f"mcpo: error: {e}", file=sys.stderr)
-        return EXIT_NONFINITE
-    except TrainingInterrupted as e:
-        print(f"mcpo: {e}", file=sys.stderr)
-        return 128 + e.signum
+def cmd_train(ns, argv: list[str]) -> int:
+    if ns.resume:
+        extra = sorted(k for k in vars(ns) if k not in
+                       ("command", "resume", "resume_from", "overwrite", "total_timesteps",
+                        "progress"))
+        if extra or ns.overwrite:
+            bad = [flag_name(k) for k in extra] + (["--overwrite"] if ns.overwrite else [])
+            raise ConfigError(f"--resume reuses the run's saved config; {', '.join(bad)} "
+                              f"cannot be changed (only --total-timesteps, to change the "
+                              f"budget, and --progress).")
+        result = resume(ns.resume, getattr(ns, "total_timesteps", None),
+                        resume_from=ns.resume_from, progress=getattr(ns, "progress", None))
+    else:
+        if ns.resume_from:
+            raise ConfigError("--resume-from needs --resume DIR (the run to continue).")
+        result = train(config_from_args(ns), overwrite=ns.overwrite,
+                       command=["mcpo", *argv])
     print(result.summary())
     return 0
 
 
 def cmd_eval(ns) -> int:
-    import numpy as np
-
-    from mcpo.agent import evaluate, load
-
-    try:
-        if ns.episodes < 1:
-            raise ConfigError(f"--episodes must be >= 1; got {ns.episodes}.")
-        agent = load(ns.run_dir, ns.checkpoint)
-        rets = evaluate(agent, agent.config.env_id, ns.episodes, seed=ns.seed,
-                        deterministic=ns.deterministic, video=ns.video)
-    except ConfigError as e:
-        print(f"mcpo: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
+    if ns.episodes < 1:
+        raise ConfigError(f"--episodes must be >= 1; got {ns.episodes}.")
+    agent = load(ns.run_dir, ns.checkpoint)
+    rets = evaluate(agent, agent.config.env_id, ns.episodes, seed=ns.seed,
+                    deterministic=ns.deterministic, video=ns.video)
     mode = "deterministic" if ns.deterministic else "stochastic"
     print(f"{agent.config.env_id}: return {np.mean(rets):.2f} +- {np.std(rets):.2f} over "
           f"{len(rets)} episodes ({mode})")
@@ -217,14 +232,22 @@ def cmd_eval(ns) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    ns = build_parser().parse_args(argv)
-    if ns.command == "train":
-        return cmd_train(ns)
-    if ns.command == "eval":
-        return cmd_eval(ns)
-    from mcpo.bench import run_from_args
-
-    return run_from_args(ns)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    try:
+        ns = build_parser(argv).parse_args(argv)
+        if ns.command == "train":
+            return cmd_train(ns, argv)
+        if ns.command == "eval":
+            return cmd_eval(ns)
+        return bench.run_from_args(ns)
+    except MCPOError as e:
+        label = "error: " if e.exit_code in (EXIT_BAD_INPUT, 3, 4, 5) else ""
+        print(f"mcpo: {label}{e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("mcpo: interrupted before training started; nothing was written.",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

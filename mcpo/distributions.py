@@ -1,4 +1,4 @@
-"""Action distributions with closed-form log-prob, entropy and KL (DESIGN.md §3).
+"""Action distributions with closed-form log-prob, entropy and KL (docs/design.md §3).
 
 A distribution's parameters per state are one flat array, so that a rollout can store the
 sampling distribution and any KL[pi_old || pi] is computed in closed form per state:

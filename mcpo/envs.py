@@ -1,6 +1,6 @@
 """Environment construction, vectorization and observation/reward normalization.
 
-Vector envs here use **same-step autoreset** (DESIGN.md §3): when a sub-env ends, `step` returns
+Vector envs here use **same-step autoreset** (docs/design.md §3): when a sub-env ends, `step` returns
 the first observation of the next episode and hands the episode's last observation back as
 `final_obs`. Every step returned is therefore a real transition; the reset never appears as a
 transition to train on. Gymnasium's vector envs default to next-step autoreset, so the
@@ -16,12 +16,41 @@ from typing import Callable
 import gymnasium as gym
 import numpy as np
 
-from mcpo.config import ConfigError
+from mcpo.types import ConfigError
+
+# Environment backends a run can use (TrainConfig.backend).
+BACKENDS = ("gymnasium",)
 
 # Packages that register extra env ids on import, and the extra that installs them.
 _REGISTERING_MODULES = ("minigrid", "ale_py")
 _EXTRA_FOR_DEPENDENCY = {"box2d": "box2d", "Box2D": "box2d", "mujoco": "mujoco",
                          "pygame": "video", "imageio": "video"}
+
+# Env families (the unit of the training presets, mcpo.presets): by the registered entry
+# point's package, or by the id's prefix when the package that registers it is missing.
+FAMILIES = ("classic", "box2d", "mujoco", "minigrid", "atari", "other")
+_FAMILY_OF_ENTRY_POINT = (("gymnasium.envs.classic_control", "classic"),
+                          ("gymnasium.envs.toy_text", "classic"),
+                          ("gymnasium.envs.box2d", "box2d"),
+                          ("gymnasium.envs.mujoco", "mujoco"),
+                          ("minigrid", "minigrid"), ("ale_py", "atari"))
+_FAMILY_OF_PREFIX = (("MiniGrid-", "minigrid"), ("BabyAI-", "minigrid"), ("ALE/", "atari"))
+
+
+def env_family(env_id: str) -> str:
+    """'classic', 'box2d', 'mujoco', 'minigrid', 'atari' or 'other' for an env id."""
+    for prefix, fam in _FAMILY_OF_PREFIX:
+        if env_id.startswith(prefix):
+            return fam
+    spec = gym.registry.get(env_id)
+    if spec is None:
+        _import_optional_registries()
+        spec = gym.registry.get(env_id)
+    entry = spec.entry_point if spec is not None and isinstance(spec.entry_point, str) else ""
+    for package, fam in _FAMILY_OF_ENTRY_POINT:
+        if entry.startswith(package):
+            return fam
+    return "other"
 
 
 def _import_optional_registries() -> None:
@@ -34,8 +63,10 @@ def _import_optional_registries() -> None:
             pass
 
 
-def check_env_id(env_id: str) -> None:
+def check_env_id(env_id: str, backend: str = "gymnasium") -> None:
     """Raise ConfigError for an unknown env id, suggesting close matches."""
+    if not isinstance(env_id, str) or not env_id:
+        raise ConfigError(f"--env-id must be a Gymnasium environment id; got {env_id!r}.")
     if env_id in gym.registry:
         return
     _import_optional_registries()
@@ -73,7 +104,7 @@ def check_spaces(env_id: str, obs_space, action_space) -> None:
 
 def env_seeds(seed: int, epoch: int, num_envs: int) -> list[int]:
     """Per-env reset seeds as a function of (seed, epoch): a resumed run re-seeds its
-    environments from the iteration it resumes at (DESIGN.md §8)."""
+    environments from the iteration it resumes at (docs/design.md §8)."""
     ss = np.random.SeedSequence([seed, epoch, 0x5EED])
     return [int(s) for s in ss.generate_state(num_envs, dtype=np.uint32)]
 

@@ -12,6 +12,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from tensorboardX import SummaryWriter
 
 from mcpo.checkpoint import atomic_write_bytes
 
@@ -49,8 +50,6 @@ class MetricsLogger:
             self.writer = csv.DictWriter(self.file, self.columns, extrasaction="ignore")
         self.tb = None
         if tensorboard:
-            from tensorboardX import SummaryWriter
-
             self.tb = SummaryWriter(str(Path(run_dir) / "tb"), purge_step=purge_step,
                                     flush_secs=10)
 

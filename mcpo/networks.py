@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -41,7 +42,7 @@ def mlp(layers, x, xp=jnp):
 
 @dataclass(frozen=True)
 class MLPActorCritic:
-    """Separate actor and critic MLPs for vector observations (DESIGN.md §3)."""
+    """Separate actor and critic MLPs for vector observations (docs/design.md §3)."""
 
     obs_dim: int
     dist: Distribution
@@ -103,8 +104,6 @@ class MLPActorCritic:
 
 
 def make_policy(obs_space, action_space, hidden_sizes=(64, 64)) -> MLPActorCritic:
-    import gymnasium as gym
-
     if isinstance(action_space, gym.spaces.Box):
         dist = DiagGaussian(int(np.prod(action_space.shape)))
     elif isinstance(action_space, gym.spaces.Discrete):

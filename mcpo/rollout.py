@@ -1,4 +1,4 @@
-"""Rollout collection, GAE and the training batch (DESIGN.md §3).
+"""Rollout collection, GAE and the training batch (docs/design.md §3).
 
 The collector steps the vector env with the sampling policy theta_old (actor forward in NumPy on
 a host copy of the parameters). After the rollout one jitted call evaluates theta_old and the

@@ -1,4 +1,4 @@
-"""Statistics for comparing methods over a few seeds (DESIGN.md §6: the paper's mean ± std,
+"""Statistics for comparing methods over a few seeds (docs/design.md §6: the paper's mean ± std,
 bold best, "good" = Cohen's d below 0.5 against the best; and beyond it, bootstrap confidence
 intervals and the interquartile mean of Agarwal et al. 2021).
 

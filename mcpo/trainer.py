@@ -4,6 +4,10 @@ One iteration: T steps from the vector env with theta_old, GAE, then the algorit
 update (K epochs x minibatches) as one jitted call. The learner state, normalization statistics,
 counters and logger position are checkpointed together; environments are re-seeded from
 (seed, iteration) on resume, so resuming twice from one checkpoint gives identical numbers.
+
+Watching or steering a run from outside (benchmarks, insight tools, sweeps) goes through
+`Callback`s, the trainer's public hooks (as SB3's callbacks and Brax's `progress_fn`), never
+through its private methods.
 """
 
 from __future__ import annotations
@@ -12,41 +16,65 @@ import collections
 import datetime as _dt
 import json
 import math
-import shutil
+import os
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Sequence
 
 import jax
 import numpy as np
+from tqdm import tqdm
 
+from mcpo.agent import Agent, evaluate
 from mcpo.algos import ALGOS
-from mcpo.algos.common import all_finite
-from mcpo.checkpoint import CheckpointError, atomic_write_bytes, flatten, load_checkpoint, \
-    restore, save_checkpoint
-from mcpo.config import ConfigError, TrainConfig
-from mcpo.envs import make_vec_env
+from mcpo.algos.common import all_finite, total_optimizer_steps
+from mcpo.checkpoint import (atomic_write_bytes, flatten, load_checkpoint, restore,
+                             save_checkpoint)
+from mcpo.config import TrainConfig
+from mcpo.envs import RunningMeanStd, make_vec_env
 from mcpo.logger import MetricsLogger
 from mcpo.networks import make_policy
 from mcpo.rollout import Collector, Interrupted, make_prepare_batch
+from mcpo.rundir import (CKPT_DIR, LATEST, RESULT, RunDir, check_new, find_checkpoint,
+                         snapshot_name)
+from mcpo.types import CheckpointError, ConfigError, MCPOError, NonFiniteError
 
-LATEST = "latest.ckpt"
-CKPT_DIR = "checkpoints"
 RECENT_EPISODES = 100
+CHECKPOINT_FORMAT = 1
 
 
-class NonFiniteError(RuntimeError):
-    """A loss, parameter, reward or observation became NaN/Inf."""
+class TrainingInterrupted(MCPOError):
+    """SIGINT/SIGTERM stopped the run after a checkpoint was written."""
 
-
-class TrainingInterrupted(RuntimeError):
-    def __init__(self, signum: int, run_dir: Path, global_step: int):
+    def __init__(self, signum: int, run_dir: Path, global_step: int, during: str = ""):
         self.signum, self.run_dir, self.global_step = signum, run_dir, global_step
+        self.exit_code = 128 + signum
         name = signal.Signals(signum).name
-        super().__init__(f"{name} received: checkpoint written at step {global_step}. "
-                         f"Resume with: mcpo train --resume {run_dir}")
+        what = (f"{name} received during {during}" if during else f"{name} received")
+        super().__init__(f"{what}: checkpoint written at step {global_step}. Resume with: "
+                         f"mcpo train --resume {run_dir}")
+
+
+class Callback:
+    """Hooks into a run, called in the training thread. Return False from `before_iteration`
+    or `on_iteration` to stop the run after the current iteration: a checkpoint is written,
+    the final evaluation is skipped and the result is marked incomplete (no result.json)."""
+
+    def on_train_start(self, trainer: "Trainer") -> None:
+        """After set-up (envs reset, logger open), before the first iteration of this process."""
+
+    def before_iteration(self, trainer: "Trainer") -> bool | None:
+        """Before each iteration's rollout."""
+
+    def on_iteration(self, trainer: "Trainer", row: dict) -> bool | None:
+        """After each update, before `row` (this iteration's metrics) is logged: a callback
+        may add columns to it."""
+
+    def on_train_end(self, trainer: "Trainer", result: "RunResult") -> None:
+        """After the run ends normally or by a callback's stop (not after an error)."""
 
 
 @dataclass
@@ -61,72 +89,69 @@ class RunResult:
     final_return: float      # mean raw return of the last 100 training episodes
     eval_return_mean: float  # deterministic evaluation at the end (nan if none)
     eval_return_std: float
-    sps: float               # env steps per second over this process's iterations
+    sps: float               # env steps/s over this process's iterations (the whole run's if none)
     wall_time: float
+    complete: bool = True    # False when a callback stopped the run early
 
     def summary(self) -> str:
         ev = ("" if math.isnan(self.eval_return_mean) else
               f"\n  eval return    {self.eval_return_mean:.2f} +- {self.eval_return_std:.2f} "
               f"(deterministic)")
-        return (f"Done: {self.algo} on {self.env_id} (seed {self.seed})\n"
+        head = "Done" if self.complete else "Stopped early"
+        return (f"{head}: {self.algo} on {self.env_id} (seed {self.seed})\n"
                 f"  steps          {self.global_step:,} in {self.iterations} iterations, "
                 f"{self.wall_time:.1f} s, {self.sps:,.0f} steps/s\n"
                 f"  train return   {self.final_return:.2f} (mean of last "
                 f"{min(self.episodes, RECENT_EPISODES)} episodes){ev}\n"
                 f"  run dir        {self.run_dir}")
 
+    def to_dict(self) -> dict:
+        return {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunResult":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: (math.nan if v is None else v) for k, v in d.items() if k in names})
+
 
 def default_run_dir(cfg: TrainConfig) -> Path:
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.env_id}__{cfg.algo}__{cfg.seed}__{stamp}"
-
-
-def _is_run_dir(path: Path) -> bool:
-    return (path / "config.json").is_file()
-
-
-def check_new_run_dir(path: Path, overwrite: bool) -> None:
-    """Refuse an existing run dir unless overwriting an mcpo run dir (nothing else deleted)."""
-    if not path.exists():
-        return
-    if not path.is_dir():
-        raise ConfigError(f"Run directory {path} exists and is not a directory.")
-    if not overwrite:
-        if not any(path.iterdir()):
-            return
-        raise ConfigError(f"Run directory {path} already exists. Continue it with "
-                          f"`mcpo train --resume {path}`, replace it with --overwrite, or choose "
-                          f"another --run-dir.")
-    if any(path.iterdir()) and not _is_run_dir(path):
-        raise ConfigError(f"--overwrite refused: {path} is not an mcpo run directory (no "
-                          f"config.json), so it is left untouched.")
+    return Path("runs") / f"{cfg.env_id.replace('/', '-')}__{cfg.algo}__{cfg.seed}__{stamp}"
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, run_dir: Path):
+    def __init__(self, cfg: TrainConfig, run_dir: Path, callbacks: Sequence[Callback] = ()):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
+        self.callbacks = list(callbacks)
         self.spec = ALGOS[cfg.algo]
         self.vec = make_vec_env(cfg.env_id, cfg.num_envs, cfg.vec_env)
-        self.policy = make_policy(self.vec.single_observation_space,
-                                  self.vec.single_action_space, cfg.hidden_sizes)
-        self.collector = Collector(self.vec, self.policy, num_steps=cfg.num_steps,
-                                   gamma=cfg.gamma, norm_obs=cfg.norm_obs,
-                                   norm_reward=cfg.norm_reward, clip_obs=cfg.clip_obs,
-                                   clip_reward=cfg.clip_reward)
-        # one compiled call instead of dozens of eagerly dispatched init ops (~3 s -> ~0.5 s)
-        self.state = jax.jit(self.spec.init, static_argnums=(0, 1))(
-            cfg, self.policy, jax.random.PRNGKey(cfg.seed))
-        self.prepare = make_prepare_batch(self.policy, cfg.gamma, cfg.gae_lambda)
-        self.update = jax.jit(self.spec.make_update(cfg, self.policy))
-        self.finite = jax.jit(finite_leaves)
+        try:
+            self.policy = make_policy(self.vec.single_observation_space,
+                                      self.vec.single_action_space, cfg.hidden_sizes)
+            self.collector = Collector(self.vec, self.policy, num_steps=cfg.num_steps,
+                                       gamma=cfg.gamma, norm_obs=cfg.norm_obs,
+                                       norm_reward=cfg.norm_reward, clip_obs=cfg.clip_obs,
+                                       clip_reward=cfg.clip_reward)
+            # one compiled call instead of dozens of eagerly dispatched init ops (~3 s -> ~0.5 s)
+            self.state = jax.jit(self.spec.init, static_argnums=(0, 1))(
+                cfg, self.policy, jax.random.PRNGKey(cfg.seed))
+            self.prepare = make_prepare_batch(self.policy, cfg.gamma, cfg.gae_lambda)
+            self.update = jax.jit(self.spec.make_update(cfg, self.policy))
+            self.finite = jax.jit(finite_leaves)
+        except BaseException:
+            self.vec.close()
+            raise
         self.iteration = 0
         self.global_step = 0
         self.episodes = 0
         self.recent = collections.deque(maxlen=RECENT_EPISODES)
         self.wall_time = 0.0
-        self.saved_iteration = -1
+        self.saved_iteration = -1     # iteration of latest.ckpt (-1: none this run)
+        self.saved_snapshot: tuple[int, str] | None = None  # (iteration, file) of the newest
         self._stop_signal = None
+        self._stop_requested = False
         self.logger: MetricsLogger | None = None
 
     # Paths -----------------------------------------------------------------------------------
@@ -134,13 +159,17 @@ class Trainer:
     def ckpt_dir(self) -> Path:
         return self.run_dir / CKPT_DIR
 
+    @property
+    def num_iterations(self) -> int:
+        return self.cfg.num_iterations
+
     # Checkpoints ------------------------------------------------------------------------------
     def save(self, path: Path | None = None) -> Path:
         path = path or self.ckpt_dir / LATEST
         host = self.collector.state_dict()
         lost = host.pop("lost_episodes")
         arrays = {**flatten(self.state, "state"), **flatten(host, "host")}
-        meta = {"format": 1, "algo": self.cfg.algo, "iteration": self.iteration,
+        meta = {"format": CHECKPOINT_FORMAT, "algo": self.cfg.algo, "iteration": self.iteration,
                 "global_step": self.global_step, "episodes": self.episodes,
                 "lost_episodes": lost, "recent_returns": list(self.recent),
                 "csv_rows": self.logger.rows if self.logger else 0,
@@ -148,13 +177,15 @@ class Trainer:
         save_checkpoint(path, arrays, meta)
         if path.name == LATEST:
             self.saved_iteration = self.iteration
+        else:
+            self.saved_snapshot = (self.iteration, path.name)
         return path
 
-    def load(self, path: Path) -> dict:
-        arrays, meta = load_checkpoint(path)
-        if meta.get("algo") != self.cfg.algo:
-            raise CheckpointError(f"Checkpoint {path} is for algo {meta.get('algo')!r}, the "
-                                  f"run's config says {self.cfg.algo!r}.")
+    def load(self, path: Path, loaded: tuple[dict, dict] | None = None) -> dict:
+        """Restore the learner and host state from a checkpoint (`loaded`: its already read
+        (arrays, meta)); returns the metadata."""
+        arrays, meta = loaded if loaded is not None else load_checkpoint(path)
+        check_checkpoint_meta(meta, path, self.cfg.algo)
         self.state = restore(self.state, arrays, "state", str(path))
         host_template = self.collector.state_dict()
         host_template.pop("lost_episodes")
@@ -169,6 +200,15 @@ class Trainer:
         self.saved_iteration = self.iteration
         return meta
 
+    def agent(self) -> Agent:
+        """The current policy as an `Agent` (a frozen copy of the observation statistics)."""
+        rms = None
+        if self.collector.obs_rms is not None:
+            rms = RunningMeanStd(self.collector.obs_rms.mean.shape)
+            rms.load_state_dict(self.collector.obs_rms.state_dict())
+        return Agent(self.policy, self.state.params["actor"], rms, self.cfg.clip_obs,
+                     self.vec.single_observation_space, self.vec.single_action_space, self.cfg)
+
     # Signals ---------------------------------------------------------------------------------
     def _install_signal_handlers(self):
         if threading.current_thread() is not threading.main_thread():
@@ -180,34 +220,46 @@ class Trainer:
 
         return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
 
+    def _should_stop(self) -> bool:
+        return self._stop_signal is not None
+
     # Checks ----------------------------------------------------------------------------------
-    def _check_finite(self, what: dict, ckpt_note: str) -> None:
+    def _check_finite(self, what: dict) -> None:
         for name, ok in what.items():
             if not bool(ok):
                 raise NonFiniteError(
                     f"Non-finite value (NaN or Inf) in {name} at iteration {self.iteration + 1}"
                     f" (global step {self.global_step + self.cfg.batch_size}). The run "
-                    f"stopped; {ckpt_note}")
+                    f"stopped; {self._ckpt_note()}")
 
     def _ckpt_note(self) -> str:
-        if self.saved_iteration >= 0:
-            return (f"the last good checkpoint ({self.ckpt_dir / LATEST}, iteration "
-                    f"{self.saved_iteration}) is intact.")
-        return "no checkpoint had been written yet."
+        """Which checkpoint a stopped run keeps, truthfully."""
+        if self.saved_iteration >= 0 and (self.saved_snapshot is None
+                                          or self.saved_snapshot[0] <= self.saved_iteration):
+            return (f"its last good checkpoint, {self.ckpt_dir / LATEST} (iteration "
+                    f"{self.saved_iteration}), is intact; `mcpo train --resume "
+                    f"{self.run_dir}` continues from it.")
+        if self.saved_snapshot is not None:
+            it, name = self.saved_snapshot
+            return (f"its last good checkpoint is the snapshot {self.ckpt_dir / name} "
+                    f"(iteration {it}); `mcpo train --resume {self.run_dir} --resume-from "
+                    f"{name}` continues from it.")
+        return "no checkpoint had been written yet, so there is nothing to resume."
 
     # The loop --------------------------------------------------------------------------------
     def lr_now(self) -> float:
-        from mcpo.algos.common import total_optimizer_steps
-
         if not self.cfg.anneal_lr:
             return self.cfg.learning_rate
         frac = 1.0 - int(self.state.n_updates) / total_optimizer_steps(self.cfg)
         return self.cfg.learning_rate * max(frac, 0.0)
 
+    def _notify(self, hook: str, *args) -> None:
+        for cb in self.callbacks:
+            if getattr(cb, hook)(self, *args) is False:
+                self._stop_requested = True
+
     def run(self, *, resumed_meta: dict | None = None) -> RunResult:
         cfg = self.cfg
-        from tqdm import tqdm
-
         self.logger = MetricsLogger(
             self.run_dir, cfg.tensorboard,
             keep_rows=resumed_meta["csv_rows"] if resumed_meta else None,
@@ -221,20 +273,26 @@ class Trainer:
         try:
             try:
                 self.collector.start(cfg.seed, self.iteration)
-                while self.iteration < cfg.num_iterations:
+                self._notify("on_train_start")
+                while self.iteration < cfg.num_iterations and not self._stop_requested:
+                    self._notify("before_iteration")
+                    if self._stop_requested:
+                        break
                     self._iterate(bar)
             except Interrupted:
                 pass
             finally:
                 bar.close()
-                for s, h in old_handlers.items():
-                    signal.signal(s, h)
             if self.saved_iteration != self.iteration:
                 self.save()
             if self._stop_signal is not None:
                 raise TrainingInterrupted(self._stop_signal, self.run_dir, self.global_step)
-            return self._finish(time.perf_counter() - t_start, self.global_step - steps_start)
+            result = self._finish(time.perf_counter() - t_start, self.global_step - steps_start)
+            self._notify("on_train_end", result)
+            return result
         finally:
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
             self.close()
 
     def _iterate(self, bar) -> None:
@@ -242,10 +300,9 @@ class Trainer:
         t0 = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, self.iteration, 1])
         actor_np = jax.tree.map(np.asarray, jax.device_get(self.state.params["actor"]))
-        ro, episodes = self.collector.collect(actor_np, rng,
-                                              lambda: self._stop_signal is not None)
+        ro, episodes = self.collector.collect(actor_np, rng, self._should_stop)
         self._check_finite({"observations": np.isfinite(ro.obs).all(),
-                            "rewards": np.isfinite(ro.rewards).all()}, self._ckpt_note())
+                            "rewards": np.isfinite(ro.rewards).all()})
         t1 = time.perf_counter()
         batch = self.prepare(self.state.params, ro)
         new_state, stats = self.update(self.state, batch)
@@ -253,10 +310,9 @@ class Trainer:
         t2 = time.perf_counter()
         self._check_finite({f"the {k}": np.isfinite(v).all() for k, v in stats.items()
                             if np.issubdtype(np.asarray(v).dtype, np.floating)
-                            and k != "explained_variance"}, self._ckpt_note())
+                            and k != "explained_variance"})
         finite = jax.device_get(self.finite(new_state))
-        self._check_finite({f"the learner state, {k}": v for k, v in finite.items()},
-                           self._ckpt_note())
+        self._check_finite({f"the learner state, {k}": v for k, v in finite.items()})
         self.state = new_state
         self.iteration += 1
         self.global_step += cfg.batch_size
@@ -276,6 +332,7 @@ class Trainer:
                                   else float("nan")),
                "recent_return": float(np.mean(self.recent)) if self.recent else float("nan"),
                "learning_rate": self.lr_now(), **stats}
+        self._notify("on_iteration", row)
         self.logger.log(row, self.global_step)
         if self.recent:
             bar.set_postfix_str(f"sps={row['sps']:,.0f} return={row['recent_return']:.1f}",
@@ -284,7 +341,7 @@ class Trainer:
         if self.iteration % cfg.checkpoint_every == 0:
             self.save()
         if self._crossed_snapshot():
-            self.save(self.ckpt_dir / f"step_{self.global_step:012d}.ckpt")
+            self.save(self.ckpt_dir / snapshot_name(self.global_step))
 
     def _crossed_snapshot(self) -> bool:
         """Did this iteration pass one of the `snapshots` evenly spaced points of the run?"""
@@ -296,22 +353,32 @@ class Trainer:
 
     def _finish(self, elapsed: float, steps: int) -> RunResult:
         cfg = self.cfg
+        complete = not self._stop_requested
         ev_mean = ev_std = float("nan")
-        if cfg.eval_episodes:
-            from mcpo.agent import Agent, evaluate
-
-            agent = Agent.from_trainer(self)
-            rets = evaluate(agent, cfg.env_id, cfg.eval_episodes, seed=cfg.seed + 10_000,
-                            deterministic=True)
+        if cfg.eval_episodes and complete:
+            try:
+                rets = evaluate(self.agent(), cfg.env_id, cfg.eval_episodes,
+                                seed=cfg.seed + 10_000, deterministic=True,
+                                should_stop=self._should_stop)
+            except Interrupted:
+                raise TrainingInterrupted(self._stop_signal, self.run_dir, self.global_step,
+                                          during="the final evaluation (training is "
+                                          "complete; resuming runs only the evaluation)") \
+                    from None
             ev_mean, ev_std = float(np.mean(rets)), float(np.std(rets))
+        if steps > 0 and elapsed > 0:
+            sps = steps / elapsed
+        else:  # nothing left to train in this process: the run's own training speed
+            sps = self.global_step / self.wall_time if self.wall_time > 0 else float("nan")
         result = RunResult(
             run_dir=str(self.run_dir), algo=cfg.algo, env_id=cfg.env_id, seed=cfg.seed,
             global_step=self.global_step, iterations=self.iteration, episodes=self.episodes,
             final_return=float(np.mean(self.recent)) if self.recent else float("nan"),
-            eval_return_mean=ev_mean, eval_return_std=ev_std,
-            sps=steps / elapsed if elapsed > 0 else float("nan"), wall_time=self.wall_time)
-        atomic_write_bytes(self.run_dir / "result.json",
-                           json.dumps(_jsonable(asdict(result)), indent=2).encode())
+            eval_return_mean=ev_mean, eval_return_std=ev_std, sps=sps,
+            wall_time=self.wall_time, complete=complete)
+        if complete:
+            atomic_write_bytes(self.run_dir / RESULT,
+                               (json.dumps(result.to_dict(), indent=2) + "\n").encode())
         return result
 
     def close(self) -> None:
@@ -321,15 +388,33 @@ class Trainer:
         self.vec.close()
 
 
+def check_checkpoint_meta(meta: dict, path: Path, algo: str) -> None:
+    """CheckpointError naming the key when a checkpoint's metadata is not what a resume needs."""
+    need = {"format": int, "algo": str, "iteration": int, "global_step": int, "episodes": int,
+            "lost_episodes": int, "recent_returns": list, "csv_rows": int,
+            "wall_time": (int, float)}
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"Checkpoint {path} has no metadata object.")
+    for key, typ in need.items():
+        if key not in meta:
+            raise CheckpointError(f"Checkpoint {path} lacks the metadata key {key!r}; it was "
+                                  f"not written by this mcpo (or was edited).")
+        if not isinstance(meta[key], typ) or isinstance(meta[key], bool):
+            raise CheckpointError(f"Checkpoint {path}: metadata {key!r} is "
+                                  f"{meta[key]!r}, not of the expected type.")
+    if meta["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"Checkpoint {path} has format {meta['format']}; this mcpo reads "
+                              f"format {CHECKPOINT_FORMAT}.")
+    if meta["algo"] != algo:
+        raise CheckpointError(f"Checkpoint {path} is for algo {meta['algo']!r}, the run's "
+                              f"config says {algo!r}.")
+
+
 def finite_leaves(state) -> dict:
     """{leaf path: all finite} over the floating-point leaves of the learner state."""
     return {jax.tree_util.keystr(p): all_finite(x)
             for p, x in jax.tree_util.tree_leaves_with_path(state)
             if jax.numpy.issubdtype(x.dtype, jax.numpy.floating)}
-
-
-def _jsonable(d: dict) -> dict:
-    return {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in d.items()}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,8 +425,6 @@ def enable_compile_cache() -> None:
 
     MCPO_COMPILE_CACHE=<dir> chooses the directory, MCPO_COMPILE_CACHE=0 turns it off; a cache
     the user configured in JAX already is left alone."""
-    import os
-
     where = os.environ.get("MCPO_COMPILE_CACHE", "")
     if where == "0" or jax.config.jax_compilation_cache_dir:
         return
@@ -355,57 +438,70 @@ def enable_compile_cache() -> None:
 
 
 def train(config: TrainConfig | None = None, *, overwrite: bool = False,
+          callbacks: Sequence[Callback] = (), command: list[str] | None = None,
           **overrides) -> RunResult:
-    """Validate, create the run directory and train. Raises ConfigError on bad input before
-    anything is written."""
+    """Validate, create the run directory and train. Everything (flags, env spaces, paths) is
+    checked before the run directory is created; bad input raises ConfigError then."""
     cfg = config if config is not None else TrainConfig()
     if overrides:
         cfg = cfg.replace(**overrides)
     cfg.validate()
     enable_compile_cache()
     run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
-    check_new_run_dir(run_dir, overwrite)
-    trainer = Trainer(cfg.replace(run_dir=str(run_dir)), run_dir)
-    try:
-        if overwrite and run_dir.exists():
-            shutil.rmtree(run_dir)
-        (run_dir / CKPT_DIR).mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(run_dir / "config.json", trainer.cfg.to_json().encode())
-    except BaseException:
-        trainer.close()
-        raise
-    return trainer.run()
-
-
-def resume(run_dir, total_timesteps: int | None = None) -> RunResult:
-    """Continue a run from its latest checkpoint (optionally extending its budget)."""
-    run_dir = Path(run_dir)
-    cfg_path = run_dir / "config.json"
-    if not cfg_path.is_file():
-        raise ConfigError(f"Cannot resume {run_dir}: no config.json there (not an mcpo run "
-                          f"directory?).")
-    try:
-        cfg = TrainConfig.from_dict(json.loads(cfg_path.read_text()))
-    except (json.JSONDecodeError, TypeError) as e:
-        raise ConfigError(f"Cannot resume {run_dir}: config.json is unreadable ({e}).") from None
-    ckpt = run_dir / CKPT_DIR / LATEST
-    if not ckpt.is_file():
-        raise CheckpointError(f"Cannot resume {run_dir}: no checkpoint at {ckpt} (the run was "
-                              f"stopped before its first checkpoint). Start it again with "
-                              f"--overwrite.")
-    if total_timesteps is not None:
-        cfg = cfg.replace(total_timesteps=total_timesteps)
+    check_new(run_dir, overwrite)
     cfg = cfg.replace(run_dir=str(run_dir))
-    cfg.validate()
-    enable_compile_cache()
-    for stale in (run_dir / CKPT_DIR).glob(".*.tmp-*"):  # left by a kill during a save
-        stale.unlink()
-    trainer = Trainer(cfg, run_dir)
+    trainer = Trainer(cfg, run_dir, callbacks)  # envs, spaces, networks: may still refuse
     try:
-        meta = trainer.load(ckpt)
+        rd = RunDir.create(run_dir, cfg, overwrite, command=command)
     except BaseException:
         trainer.close()
         raise
-    if total_timesteps is not None:
-        atomic_write_bytes(cfg_path, cfg.to_json().encode())
-    return trainer.run(resumed_meta=meta)
+    with rd:
+        return trainer.run()
+
+
+def resume(run_dir, total_timesteps: int | None = None, *, resume_from: str | None = None,
+           progress: bool | None = None, callbacks: Sequence[Callback] = ()) -> RunResult:
+    """Continue a run from its latest checkpoint (or the snapshot `resume_from`), optionally
+    with a new budget (recorded in run.json's history; config.json is never rewritten). A run
+    that has finished returns its recorded result."""
+    run_dir = Path(run_dir)
+    with RunDir.open(run_dir) as rd:  # the lock first: nobody else may write while we read
+        cfg = rd.read_config()
+        ckpt = find_checkpoint(run_dir, resume_from)
+        arrays, meta = load_checkpoint(ckpt)
+        check_checkpoint_meta(meta, ckpt, cfg.algo)
+        done = int(meta["global_step"])
+        if total_timesteps is not None and total_timesteps != cfg.total_timesteps:
+            if total_timesteps < done:
+                raise ConfigError(f"--total-timesteps {total_timesteps:,} is less than the "
+                                  f"{done:,} steps {ckpt.name} has already trained; give at "
+                                  f"least {done:,} (a larger value extends the run).")
+            new = cfg.replace(total_timesteps=total_timesteps)
+            new.validate(check_env=False)
+        else:
+            new = cfg
+        if progress is not None:
+            new = new.replace(progress=progress)
+        new.validate()
+        enable_compile_cache()
+        finished = done >= new.num_iterations * new.batch_size
+        if finished and resume_from is None and (run_dir / RESULT).is_file() \
+                and new.total_timesteps == cfg.total_timesteps:
+            try:
+                return RunResult.from_dict(json.loads((run_dir / RESULT).read_text()))
+            except (ValueError, TypeError):
+                pass  # unreadable result.json: finish again below (evaluation only)
+        trainer = Trainer(new, run_dir, callbacks)
+        try:
+            trainer.load(ckpt, (arrays, meta))
+        except BaseException:
+            trainer.close()
+            raise
+        rd.commit_resume()
+        if new.total_timesteps != cfg.total_timesteps:
+            rd.record("budget", total_timesteps=new.total_timesteps,
+                      previous=cfg.total_timesteps, at_step=done)
+        if resume_from is not None:
+            rd.record("resume_from", checkpoint=ckpt.name, at_step=done)
+        return trainer.run(resumed_meta=meta)

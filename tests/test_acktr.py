@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import (CARTPOLE_QUICK, CARTPOLE_SOLVED, PENDULUM_MIN_GAIN, PENDULUM_QUICK,
+from conftest import (CARTPOLE_QUICK, cartpole_solved, PENDULUM_MIN_GAIN, PENDULUM_QUICK,
                       pendulum_gain, quick_train)
 
 import mcpo
@@ -233,7 +233,8 @@ def test_acktr_learns_cartpole(run_dir):
     # evaluate 500 within the preset's 50k steps; ACKTR's own defaults (Wu et al. 2017).
     result, rows = quick_train(run_dir, "acktr", CARTPOLE_QUICK, **ONE_STEP)
     assert rows[0]["ep_return_mean"] < 60
-    assert result.eval_return_mean >= CARTPOLE_SOLVED, result.eval_return_mean
+    solved, why = cartpole_solved(result, rows)
+    assert solved, why
     # the trust region binds: the step size is below eta_max and the quadratic KL at delta
     assert all(r["predicted_kl"] <= 0.001 * (1 + 1e-4) for r in rows)
     assert np.mean([r["kl_clipped"] for r in rows]) > 0.5

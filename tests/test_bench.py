@@ -41,7 +41,7 @@ def test_bench_runs_every_system_and_reports(tmp_path, capsys):
 
 
 def test_missing_sb3_is_a_note_not_a_failure(monkeypatch, capsys):
-    monkeypatch.setattr(mcpo.bench, "sb3_unavailable",
+    monkeypatch.setattr(mcpo.bench.runner, "sb3_unavailable",
                         lambda: "stable-baselines3 is not installed (test)")
     assert main(["bench", *TINY, "--systems", "env", "sb3-ppo"]) == 0
     text = capsys.readouterr().out
@@ -64,6 +64,6 @@ def test_sb3_ppo_runs_when_installed(capsys):
     (["--memory-size", "0"], "--memory-size must be >= 1"),
 ])
 def test_bad_input_exits_2_before_any_work(argv, message, capsys, monkeypatch):
-    monkeypatch.setattr(mcpo.bench, "BUILD", {})  # building any system would raise KeyError
+    monkeypatch.setattr(mcpo.bench.runner, "BUILD", {})  # building any system would raise KeyError
     assert main(["bench", *argv]) == 2
     assert message in capsys.readouterr().err

@@ -105,7 +105,8 @@ def test_nan_reward_stops_the_run_naming_it_and_keeps_the_last_checkpoint(tmp_pa
 def test_nan_in_the_learner_stops_the_run_naming_the_quantity(tmp_path):
     run = tmp_path / "nan2"
     cfg = mcpo.TrainConfig(algo="ppo", run_dir=str(run), total_timesteps=20 * 128,
-                           learning_rate=1e38, checkpoint_every=1, **TINY)
+                           checkpoint_every=1, **{**TINY, "env_id": "mcpo_test/HugeReward-v0",
+                                                  "norm_reward": False})
     with pytest.raises(NonFiniteError, match=r"Non-finite value \(NaN or Inf\) in the "
                                              r"(\w+|learner state, .*) at iteration \d+") as e:
         mcpo.train(cfg)

@@ -91,8 +91,8 @@ BAD = [
     (["--total-timesteps", "-100"], "--total-timesteps must be >= 1"),
     (["--total-timesteps", "100"], "smaller than one rollout batch"),
     (["--algo", "ppo", "--memory-size", "5"], "--memory-size does not apply to --algo ppo"),
-    (["--gamma", "1.5"], "--gamma must be <= 1.0"),
-    (["--learning-rate", "0"], "--learning-rate must be > 0.0"),
+    (["--gamma", "1.5"], "--gamma must be >= 0 and <= 1; got 1.5"),
+    (["--learning-rate", "0"], "--learning-rate must be > 0 and <= 1; got 0.0"),
     (["--alpha-rule", "fixd:0"], "Did you mean 'fixed:0'"),
 ]
 
@@ -155,7 +155,7 @@ def test_resume_bad_input(tmp_path, trained, capsys, case):
     extra = ["--learning-rate", "1e-3"] if case == "extra_flag" else []
     assert main(["train", "--resume", str(target), "--total-timesteps", "512", *extra]) == 2
     err = capsys.readouterr().err
-    expected = {"missing_dir": "no config.json", "no_checkpoint": "no checkpoint",
+    expected = {"missing_dir": "no such directory", "no_checkpoint": "--resume-from",
                 "corrupt": "corrupt", "extra_flag": "--learning-rate cannot be changed"}[case]
     assert expected in err
     assert snapshot(tmp_path) == before

@@ -1,4 +1,4 @@
-"""MCPO's pieces against hand computations (paper Eq. 1-5, Algorithm 1; DESIGN.md §4)."""
+"""MCPO's pieces against hand computations (paper Eq. 1-5, Algorithm 1; docs/design.md §4)."""
 
 import dataclasses
 

@@ -1,4 +1,4 @@
-"""MDPO (Tomar et al., on-policy; DESIGN.md §5): the KL direction KL[pi_theta || pi_old], the
+"""MDPO (Tomar et al., on-policy; docs/design.md §5): the KL direction KL[pi_theta || pi_old], the
 annealed coefficient beta0 / t_k (learning: tests/test_learning.py)."""
 
 import jax

@@ -1,4 +1,4 @@
-"""V-MPO (Song et al. 2019, on-policy; DESIGN.md §5): top-half selection, normalized weights,
+"""V-MPO (Song et al. 2019, on-policy; docs/design.md §5): top-half selection, normalized weights,
 the temperature and alpha dual losses against hand computations, the decoupled Gaussian KL,
 (learning: tests/test_learning.py)."""
 

@@ -1,5 +1,5 @@
 """A2C: synchronous advantage actor-critic (Mnih et al. 2016, "Asynchronous Methods for Deep
-Reinforcement Learning", the synchronous variant as in OpenAI Baselines; DESIGN.md §5).
+Reinforcement Learning", the synchronous variant as in OpenAI Baselines; docs/design.md §5).
 
 One gradient step per rollout batch on
     -E_t[log pi_theta(a_t|s_t) A_t] + c_v L_V - c_e H
@@ -9,14 +9,14 @@ bonus), with the batch collected by the current policy, so every step is on-poli
 Choices, and why:
 * Epochs and minibatches: A2C *is* one step per batch; a second step on the same batch without
   an importance ratio would be an off-policy gradient, i.e. a different (and unstable)
-  algorithm. So `validate` asks for --update-epochs 1 --num-minibatches 1 and says so, rather
-  than silently ignoring two flags the user set (the common defaults 10 x 32 are PPO's).
-  The batch size is set with --num-envs x --num-steps (A2C's usual 16 x 5; larger batches
-  give smoother steps).
+  algorithm. So these are A2C's defaults (`DEFAULTS`, with 8 envs x 32 steps), and `validate`
+  refuses other values the user sets, rather than silently ignoring two flags. The batch size
+  is set with --num-envs x --num-steps (A2C's usual 16 x 5; larger batches give smoother
+  steps).
 * Optimizer: Adam with global-norm clipping (the harness's `make_optimizer`, common
   --learning-rate / --adam-eps / --max-grad-norm / --anneal-lr), not the RMSProp of Mnih et
   al. 2016: every method in this harness is compared with the same optimizer, network and
-  rollout, so that only the update rule differs (DESIGN.md §5); RMSProp in the A3C paper served
+  rollout, so that only the update rule differs (docs/design.md §5); RMSProp in the A3C paper served
   shared statistics across asynchronous workers, which a synchronous learner does not have.
   Adam's step is ~lr per parameter whatever the gradient scale, so A2C wants a larger lr than
   PPO's 3e-4 (e.g. 7e-4 to 1e-3, the A2C literature's range).
@@ -32,7 +32,7 @@ import jax.numpy as jnp
 
 from mcpo.algos.common import (AlgoSpec, init_train_state, make_minibatch_update, normalize,
                                value_loss)
-from mcpo.config import ConfigError
+from mcpo.types import ConfigError
 
 
 def require_one_step_per_batch(cfg, algo: str, why: str) -> None:
@@ -41,8 +41,8 @@ def require_one_step_per_batch(cfg, algo: str, why: str) -> None:
         raise ConfigError(
             f"--algo {algo} takes one {why} step per rollout batch, so it needs "
             f"--update-epochs 1 --num-minibatches 1 (got --update-epochs {cfg.update_epochs} "
-            f"--num-minibatches {cfg.num_minibatches}; the common defaults are PPO's). Set "
-            f"the batch size with --num-envs x --num-steps.")
+            f"--num-minibatches {cfg.num_minibatches}; these are its defaults when the flags are "
+            f"not given). Set the batch size with --num-envs x --num-steps.")
 
 
 @dataclass(frozen=True)
@@ -76,5 +76,11 @@ def make_update(cfg, policy):
     return make_minibatch_update(cfg, policy, loss)
 
 
+# One step per batch; several envs x short rollouts (Mnih et al. 2016: 16 workers x t_max 5;
+# SB3's A2C: n_steps 5, lr 7e-4). 8 x 32 keeps the batch's gradient less noisy and the
+# per-iteration host work (logging, checks) small next to the rollout; lr is SB3's.
+DEFAULTS = dict(update_epochs=1, num_minibatches=1, num_envs=8, num_steps=32,
+                learning_rate=7e-4)
+
 SPEC = AlgoSpec("a2c", A2CConfig, init, make_update,
-                "A2C: one policy-gradient step per rollout (Adam)")
+                "A2C: one policy-gradient step per rollout (Adam)", defaults=DEFAULTS)

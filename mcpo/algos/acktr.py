@@ -1,5 +1,5 @@
 """ACKTR (Wu et al. 2017, "Scalable trust-region method for deep reinforcement learning using
-Kronecker-factored approximation"; DESIGN.md §5): the A2C loss, stepped by a K-FAC natural
+Kronecker-factored approximation"; docs/design.md §5): the A2C loss, stepped by a K-FAC natural
 gradient for actor and critic with a KL-clipped step size, one step per rollout batch.
 
 K-FAC (Martens & Grosse 2015) per dense layer s = a W + b, with a_bar = [a, 1]:
@@ -44,7 +44,7 @@ import jax.numpy as jnp
 
 from mcpo.algos.a2c import a2c_loss, require_one_step_per_batch
 from mcpo.algos.common import AlgoSpec, TrainState, batch_diagnostics
-from mcpo.config import param
+from mcpo.types import param
 from mcpo.distributions import DiagGaussian
 
 
@@ -238,5 +238,8 @@ def make_update(cfg, policy):
     return update
 
 
+# One K-FAC step per batch, on A2C's rollout shape (Wu et al. 2017 build on A2C's
+# synchronous workers); the K-FAC statistics are estimated on each batch of 8 x 32.
 SPEC = AlgoSpec("acktr", ACKTRConfig, init, make_update,
-                "ACKTR: K-FAC natural gradient, KL-clipped step")
+                "ACKTR: K-FAC natural gradient, KL-clipped step",
+                defaults=dict(update_epochs=1, num_minibatches=1, num_envs=8, num_steps=32))

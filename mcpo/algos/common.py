@@ -7,8 +7,8 @@ optionally a `post_update` hook; `make_minibatch_update` turns them into the who
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable, NamedTuple
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -34,6 +34,13 @@ class AlgoSpec:
     init: Callable       # (cfg: TrainConfig, policy, key) -> TrainState
     make_update: Callable  # (cfg, policy) -> update(state, batch) -> (state, stats)
     summary: str
+    # The algorithm's own defaults for shared TrainConfig fields (e.g. A2C's one epoch and one
+    # minibatch), layered over a family preset's shared values by mcpo.presets.make_config.
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+
+# The optimizer-step counter (TrainState.n_updates, optax's schedule count) is an int32.
+MAX_OPTIMIZER_STEPS = 2**31 - 1
 
 
 def total_optimizer_steps(cfg) -> int:

@@ -1,4 +1,4 @@
-"""KL-regularized policy optimization: KL-Fixed and KL-Adaptive (PPO paper §4; DESIGN.md §5).
+"""KL-regularized policy optimization: KL-Fixed and KL-Adaptive (PPO paper §4; docs/design.md §5).
 
 Both maximize E[tau A] - beta E[KL[pi_old || pi_theta]] (paper §2, L_KL). KL-Fixed keeps beta;
 KL-Adaptive halves or doubles it after each update from d = D(theta_old, theta) on the batch.
@@ -13,10 +13,10 @@ import jax.numpy as jnp
 
 from mcpo.algos.common import (AlgoSpec, init_train_state, make_minibatch_update, normalize,
                                policy_terms, ratio_diagnostics, value_loss)
-from mcpo.config import param
+from mcpo.types import param
 
 # beta is kept inside [BETA_MIN, BETA_MAX] so that long runs of halvings/doublings cannot
-# underflow to 0 or overflow (the PPO paper does not bound it; DESIGN.md is silent).
+# underflow to 0 or overflow (the PPO paper does not bound it; docs/design.md is silent).
 BETA_MIN, BETA_MAX = 1e-6, 1e6
 
 

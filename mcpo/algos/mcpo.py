@@ -1,4 +1,4 @@
-"""Memory-Constrained Policy Optimization (Le et al., NeurIPS 2022), as DESIGN.md §4 reads it.
+"""Memory-Constrained Policy Optimization (Le et al., NeurIPS 2022), as docs/design.md §4 reads it.
 
 Per minibatch, inside one jitted update (Algorithm 1, lines 5-9):
 
@@ -27,9 +27,9 @@ from mcpo.algos.common import (AlgoSpec, TrainState, batch_diagnostics, init_tra
                                policy_terms, ratio_diagnostics, total_optimizer_steps,
                                value_loss)
 from mcpo.algos.kl import adapt_beta
-from mcpo.config import ConfigError, param
+from mcpo.types import ConfigError, param
 
-# Context features (Eq. 1's v; the paper's Table 4 is not available, DESIGN.md §4 fixes these).
+# Context features (Eq. 1's v; the paper's Table 4 is not available, docs/design.md §4 fixes these).
 # D(a, b) = E_t KL[pi_a || pi_b]; R(x) = E_t[tau_t(x) A_t]; H(x) = E_t entropy of pi_x.
 # Note R(theta_old) = E_t[A_t], which is 0 when advantages are normalized per minibatch.
 CONTEXT_FULL = ("D_old_theta", "D_old_psiold", "D_psiold_theta",

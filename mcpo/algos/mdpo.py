@@ -1,5 +1,5 @@
 """On-policy Mirror Descent Policy Optimization (Tomar et al., "Mirror Descent Policy
-Optimization", ICLR 2022; DESIGN.md §5).
+Optimization", ICLR 2022; docs/design.md §5).
 
 At iteration k MDPO approximately solves, by the K epochs x minibatches of SGD steps,
 
@@ -28,7 +28,7 @@ import jax.numpy as jnp
 
 from mcpo.algos.common import (AlgoSpec, init_train_state, make_minibatch_update, normalize,
                                policy_terms, ratio_diagnostics, value_loss)
-from mcpo.config import param
+from mcpo.types import param
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""MCPO's policy memory M and attention network f_phi (paper §3.1; DESIGN.md §4).
+"""MCPO's policy memory M and attention network f_phi (paper §3.1; docs/design.md §4).
 
 M is a FIFO ring buffer of N actor-parameter pytrees (leading axis N) with a validity mask.
 Writing is O(1) (one slot); the *age* of a physical slot is derived from the write pointer, and
@@ -27,7 +27,7 @@ class Memory(NamedTuple):
 
 
 def memory_init(actor, capacity: int) -> Memory:
-    """M holds theta_old as its only entry (DESIGN.md §4: an empty M has no psi)."""
+    """M holds theta_old as its only entry (docs/design.md §4: an empty M has no psi)."""
     params = jax.tree.map(
         lambda x: jnp.zeros((capacity,) + x.shape, x.dtype).at[0].set(x), actor)
     mask = jnp.zeros((capacity,), bool).at[0].set(True)

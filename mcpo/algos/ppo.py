@@ -1,4 +1,4 @@
-"""PPO with the clipped surrogate (Schulman et al. 2017; DESIGN.md §5)."""
+"""PPO with the clipped surrogate (Schulman et al. 2017; docs/design.md §5)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from mcpo.algos.common import (AlgoSpec, init_train_state, make_minibatch_update, normalize,
                                policy_terms, ratio_diagnostics, value_loss)
-from mcpo.config import param
+from mcpo.types import param
 
 
 @dataclass(frozen=True)

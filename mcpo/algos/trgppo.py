@@ -1,5 +1,5 @@
 """Trust Region-Guided PPO (Wang et al., "Trust Region-Guided Proximal Policy Optimization",
-NeurIPS 2019; DESIGN.md §5).
+NeurIPS 2019; docs/design.md §5).
 
 PPO's constant clip range [1-eps, 1+eps] is replaced by a per-(s, a) range derived from the
 trust region KL[pi_old(.|s) || pi(.|s)] <= delta:
@@ -25,7 +25,7 @@ whole batch, by bisection with a fixed iteration count inside the jitted update)
   Gaussians, the policy class (the authors' code instead rotates z onto the diagonal and splits
   delta evenly over dimensions) -- our reading.
 
-The constraint is KL[pi_old || pi] (the paper's D_KL(pi_old, pi), DESIGN.md §5) for both
+The constraint is KL[pi_old || pi] (the paper's D_KL(pi_old, pi), docs/design.md §5) for both
 action types; the authors' code uses that direction for discrete actions but KL[pi || pi_old]
 in its Gaussian solver. delta's default 0.03 is the authors' continuous-control example value
 (their README's TRGPPO-delta command); their Atari example uses 0.001. Their default MuJoCo
@@ -43,7 +43,7 @@ import jax.numpy as jnp
 
 from mcpo.algos.common import (AlgoSpec, init_train_state, make_minibatch_update, normalize,
                                policy_terms, ratio_diagnostics, value_loss)
-from mcpo.config import param
+from mcpo.types import param
 from mcpo.distributions import Categorical
 from mcpo.rollout import Batch
 

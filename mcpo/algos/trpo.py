@@ -1,4 +1,4 @@
-"""TRPO (Schulman et al. 2015, "Trust Region Policy Optimization"; DESIGN.md §5; paper §2).
+"""TRPO (Schulman et al. 2015, "Trust Region Policy Optimization"; docs/design.md §5; paper §2).
 
 Per rollout batch, inside one jitted update:
 
@@ -36,7 +36,7 @@ from jax.flatten_util import ravel_pytree
 
 from mcpo.algos.common import (AlgoSpec, TrainState, batch_diagnostics, make_optimizer,
                                mean_over_steps, minibatch_epochs, normalize, value_loss)
-from mcpo.config import param
+from mcpo.types import param
 
 
 @dataclass(frozen=True)

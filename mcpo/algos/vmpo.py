@@ -1,5 +1,5 @@
 """V-MPO, on-policy (Song et al., "V-MPO: On-Policy Maximum a Posteriori Policy Optimization
-for Discrete and Continuous Control", ICLR 2020; DESIGN.md §5).
+for Discrete and Continuous Control", ICLR 2020; docs/design.md §5).
 
 Per minibatch (advantages A normalized per minibatch by the harness, `--norm-adv`):
 
@@ -35,7 +35,7 @@ import optax
 from mcpo.algos.common import (AlgoSpec, TrainState, batch_diagnostics, init_train_state,
                                make_optimizer, mean_over_steps, minibatch_epochs, normalize,
                                policy_terms, ratio_diagnostics, value_loss)
-from mcpo.config import ConfigError, param
+from mcpo.types import ConfigError, param
 from mcpo.distributions import DiagGaussian
 
 DUAL_MIN = 1e-8  # eta_min = alpha_min (V-MPO)

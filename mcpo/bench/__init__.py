@@ -1,0 +1,42 @@
+"""Throughput benchmark: `mcpo bench` (docs/design.md §7; recorded results: benchmarks/RESULTS.md).
+
+Measures steps per second, in one process and side by side, of
+
+  env      the vector env our trainer uses, stepped with uniform random actions: no policy, no
+           learning (the physical limit of a CPU environment);
+  rollout  the trainer's `Collector` (our policy's action sampling in NumPy, observation and
+           reward normalization, episode bookkeeping), no update;
+  ppo      our PPO training, the `Trainer` running its own loop as `mcpo train` does;
+  mcpo     our MCPO training (N = --memory-size, default 10);
+  sb3-ppo  stable-baselines3 PPO with the same sizes, when it is installed (`mcpo[bench]`).
+
+Every system uses the same env ids, num-envs, num-steps, epochs, minibatches and 64x64 tanh
+actor and critic. The machine is assumed shared and noisy, so the method is:
+
+* Per env, every system is built once (setup timed) and runs its first iteration (our JIT
+  compile; warm-up for the others), which steady-state figures leave out.
+* Then `--rounds` rounds: in each, every system runs `--iterations` iterations of
+  num-envs x num-steps steps (`--sb3-iterations` for SB3, ~10x slower per iteration), one system
+  after the other, in an order that rotates from round to round. Our trainers run in their own
+  threads, blocked between turns, so nothing overlaps a measurement.
+* A round gives each system's steps/s; ratios are taken within a round (measurements seconds
+  apart) and everything is reported as median [min-max] over rounds. Absolute steps/s are only
+  meaningful next to the ratios.
+
+Our iterations are timed around the trainer's `_iterate` (wall clock: logging, NaN checks and
+checkpoints count), the rollout/update split is the trainer's own (metrics.csv columns).
+SB3's iterations are timed from a callback, rollout start to the end of `train()`. By default
+SB3 runs with one torch thread (`--sb3-threads`): on a 2-core machine that is its fastest
+setting, so ratios against it are conservative (benchmarks/RESULTS.md has the measurement).
+"""
+
+from mcpo.bench.report import format_report
+from mcpo.bench.results import BenchResult, Build, Sample
+from mcpo.bench.runner import add_arguments, machine_info, run, run_from_args, \
+    settings_from_args
+from mcpo.bench.sb3 import make_sb3_ppo, sb3_unavailable
+from mcpo.bench.settings import DEFAULT_ENVS, FULL, QUICK, SYSTEMS, Settings
+
+__all__ = ["BenchResult", "Build", "Sample", "Settings", "DEFAULT_ENVS", "FULL", "QUICK",
+           "SYSTEMS", "add_arguments", "format_report", "machine_info", "make_sb3_ppo", "run",
+           "run_from_args", "sb3_unavailable", "settings_from_args"]
