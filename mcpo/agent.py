@@ -6,18 +6,34 @@ observations scaled exactly as at the end of training.
 
 from __future__ import annotations
 
+import importlib.util
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import jax
 import numpy as np
 
-from mcpo.checkpoint import load_checkpoint, restore
+from mcpo.checkpoint import check_checkpoint_meta, load_checkpoint, restore
 from mcpo.config import TrainConfig
 from mcpo.envs import RunningMeanStd, make_env, normalize_obs
 from mcpo.networks import make_policy
 from mcpo.rollout import Interrupted
 from mcpo.rundir import find_checkpoint, read_config
-from mcpo.types import ConfigError
+from mcpo.types import SEED_MAX, ConfigError, StorageError, param
+
+VIDEO_SUFFIXES = (".gif", ".mp4")
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """`mcpo eval`'s numeric settings (flags of the same names), checked by `check_fields`."""
+
+    episodes: int = param(10, "Episodes to run.", low=1, high=10**6)
+    seed: int = param(0, "Seed of the first episode (episode i uses seed + i).", low=0,
+                      high=SEED_MAX)
+    deterministic: bool = param(False, "Act with the distribution's mean/argmax instead of "
+                                "sampling.")
 
 
 class Agent:
@@ -36,11 +52,35 @@ class Agent:
     def seed(self, seed: int) -> None:
         self._rng = np.random.default_rng(seed)
 
+    def _check_obs(self, obs) -> tuple[np.ndarray, bool]:
+        """(obs as float32, whether it is a single observation); ConfigError naming the
+        expected shape for anything else (a wrong shape would broadcast silently)."""
+        want = self.obs_shape
+        shapes = f"{want} (one observation) or (N, {', '.join(map(str, want))}) (a batch)"
+        try:
+            arr = np.asarray(obs)
+        except Exception as e:  # noqa: BLE001 - ragged lists and the like
+            raise ConfigError(f"Agent.act: the observation is not an array ({e}); expected "
+                              f"shape {shapes}.") from None
+        if arr.dtype.kind not in "biuf":
+            raise ConfigError(f"Agent.act: observation of dtype {arr.dtype} "
+                              f"({type(obs).__name__}); expected real numbers of shape "
+                              f"{shapes}.")
+        if arr.shape == want:
+            return arr.astype(np.float32).reshape(1, -1), True
+        if arr.ndim == len(want) + 1 and arr.shape[1:] == want:
+            if arr.shape[0] == 0:
+                raise ConfigError(f"Agent.act: empty batch of shape {arr.shape}; expected "
+                                  f"at least one observation, shape {shapes}.")
+            return arr.astype(np.float32).reshape(arr.shape[0], -1), False
+        got = "a scalar" if arr.ndim == 0 else f"shape {arr.shape}"
+        raise ConfigError(f"Agent.act: observation of {got}; this agent expects {shapes}, as "
+                          f"its env's observation space {want}.")
+
     def act(self, obs, deterministic: bool = True):
-        """Action(s) for one observation or a batch; Box actions are clipped to the bounds."""
-        obs = np.asarray(obs, np.float32)
-        single = obs.ndim == len(self.obs_shape)
-        x = obs.reshape(1, -1) if single else obs.reshape(obs.shape[0], -1)
+        """Action(s) for one observation (shape = the observation space's) or a batch
+        (N, *that shape); Box actions are clipped to the bounds."""
+        x, single = self._check_obs(obs)
         x = normalize_obs(x, self.obs_rms, self.clip_obs)
         if deterministic:
             a = self.policy.mode_np(self.actor, x)
@@ -62,6 +102,7 @@ def load(run_dir, checkpoint: str | None = None) -> Agent:
     cfg = read_config(run_dir)
     path = find_checkpoint(run_dir, checkpoint)
     arrays, meta = load_checkpoint(path)
+    check_checkpoint_meta(meta, path, cfg.algo)
     env = make_env(cfg.env_id)
     policy = make_policy(env.observation_space, env.action_space, cfg.hidden_sizes)
     template = jax.eval_shape(policy.init, jax.random.PRNGKey(0))["actor"]
@@ -79,7 +120,10 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int = 0,
              deterministic: bool = True, video: str | None = None,
              should_stop=lambda: False) -> list[float]:
     """Run full episodes on a fresh env; returns their (raw) returns. `should_stop()` is
-    polled every step; when it turns true, `mcpo.rollout.Interrupted` is raised."""
+    polled every step; when it turns true, `mcpo.rollout.Interrupted` is raised. A `video`
+    path is checked before the first episode (ConfigError if it cannot be written)."""
+    if video:
+        check_video_path(video)
     env = make_env(env_id, render_mode="rgb_array" if video else None)
     agent.seed(seed)
     frames, returns = [], []
@@ -103,17 +147,52 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int = 0,
     return returns
 
 
+def check_video_path(path) -> None:
+    """ConfigError unless a video can be written to `path`: a .gif (or .mp4 with
+    imageio-ffmpeg), in an existing, writable directory, not a directory itself."""
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES:
+        raise ConfigError(f"--video {path}: the file name must end in .gif (or .mp4 with "
+                          f"imageio-ffmpeg installed); got {suffix or 'no extension'!r}.")
+    if importlib.util.find_spec("imageio") is None:
+        raise ConfigError("--video needs imageio: pip install 'mcpo[video]'.")
+    if suffix == ".mp4" and importlib.util.find_spec("imageio_ffmpeg") is None:
+        raise ConfigError(f"--video {path}: .mp4 needs imageio-ffmpeg (pip install "
+                          f"imageio-ffmpeg); or use a .gif path.")
+    if p.is_dir():
+        raise ConfigError(f"--video {path} is a directory; give a file path, e.g. "
+                          f"{p / 'episode.gif'}.")
+    parent = p.parent
+    if not parent.exists():
+        raise ConfigError(f"--video {path}: the directory {parent} does not exist.")
+    if not parent.is_dir():
+        raise ConfigError(f"--video {path}: {parent} is a file, not a directory.")
+    if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
+        raise ConfigError(f"--video {path}: {p if p.exists() else parent} is not writable by "
+                          f"this user.")
+
+
 def write_video(path: str, frames: list, fps: int) -> None:
+    """Write the frames to a temp file beside `path`, then rename it over `path`: an error or
+    Ctrl-C while encoding leaves no partial video (and any old file at `path` intact)."""
     try:
         import imageio.v2 as imageio
     except ImportError:
         raise ConfigError("--video needs imageio: pip install 'mcpo[video]'.") from None
-    path = str(path)
-    if path.endswith(".gif"):
-        imageio.mimsave(path, frames, duration=1000 / fps, loop=0)
-    else:
-        try:
-            imageio.mimsave(path, frames, fps=fps)
-        except Exception as e:  # noqa: BLE001 - backend missing (e.g. no ffmpeg)
-            raise ConfigError(f"Could not write video {path} ({e}). Use a .gif path, or "
-                              f"pip install imageio-ffmpeg for .mp4.") from None
+    p = Path(path)
+    tmp = p.with_name(f".{p.stem}.tmp-{os.getpid()}{p.suffix}")  # keeps the format's suffix
+    try:
+        if p.suffix.lower() == ".gif":
+            imageio.mimsave(tmp, frames, duration=1000 / fps, loop=0)
+        else:
+            imageio.mimsave(tmp, frames, fps=fps)
+        os.replace(tmp, p)
+    except OSError as e:
+        raise StorageError(f"Could not write video {path}: {e.strerror or e}.") from None
+    except Exception as e:  # noqa: BLE001 - an encoder backend missing or failing
+        raise ConfigError(f"Could not write video {path} ({e}). Use a .gif path, or "
+                          f"pip install imageio-ffmpeg for .mp4.") from None
+    finally:
+        if tmp.exists():
+            tmp.unlink()

@@ -13,6 +13,7 @@ shape and dtype must match, so a checkpoint from another config is refused with 
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 from pathlib import Path
 
@@ -23,6 +24,7 @@ import numpy as np
 from mcpo.types import CheckpointError, StorageError
 
 MAGIC = b"MCPO-CKPT-v1\n"
+CHECKPOINT_FORMAT = 1  # version of the metadata a run's checkpoint carries (mcpo.trainer)
 
 
 def flatten(tree, prefix: str = "") -> dict[str, np.ndarray]:
@@ -112,3 +114,51 @@ def restore(template, arrays: dict[str, np.ndarray], prefix: str = "", source: s
                                   f"{arr.dtype}, the run's config needs {shape} {dtype}.")
         out.append(arr)
     return jax.tree_util.tree_unflatten(treedef, out)
+
+
+# The metadata of a run's checkpoint (written by mcpo.trainer.Trainer.save): key -> what it must be.
+_COUNTERS = ("iteration", "global_step", "episodes", "lost_episodes", "csv_rows")
+
+
+def check_checkpoint_meta(meta, path, algo: str) -> None:
+    """CheckpointError naming the file and the key when a run checkpoint's metadata is not what
+    resuming or loading needs (missing, wrong type, negative, another algorithm)."""
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"Checkpoint {path} has no metadata object.")
+    for key in ("format", "algo", *_COUNTERS, "recent_returns", "wall_time"):
+        if key not in meta:
+            raise CheckpointError(f"Checkpoint {path} lacks the metadata key {key!r}; it was "
+                                  f"not written by this mcpo (or was edited).")
+
+    def bad(key, want):
+        return CheckpointError(f"Checkpoint {path}: metadata {key!r} is {meta[key]!r}, not "
+                               f"{want}; it was not written by this mcpo (or was edited).")
+
+    def is_int(v):
+        return isinstance(v, int) and not isinstance(v, bool)
+
+    def is_number(v):
+        return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+    if not is_int(meta["format"]):
+        raise bad("format", "an integer")
+    if meta["format"] != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"Checkpoint {path} has format {meta['format']}; this mcpo reads "
+                              f"format {CHECKPOINT_FORMAT}.")
+    if not isinstance(meta["algo"], str):
+        raise bad("algo", "an algorithm name")
+    for key in _COUNTERS:
+        if not is_int(meta[key]) or meta[key] < 0:
+            raise bad(key, "a non-negative integer")
+    if not isinstance(meta["recent_returns"], list) or not all(
+            isinstance(r, (int, float)) and not isinstance(r, bool)
+            for r in meta["recent_returns"]):
+        raise bad("recent_returns", "a list of numbers")
+    if not is_number(meta["wall_time"]) or meta["wall_time"] < 0:
+        raise bad("wall_time", "a non-negative number of seconds")
+    if meta["csv_rows"] > meta["iteration"]:
+        raise CheckpointError(f"Checkpoint {path}: metadata 'csv_rows' ({meta['csv_rows']}) "
+                              f"exceeds 'iteration' ({meta['iteration']}); it was edited.")
+    if meta["algo"] != algo:
+        raise CheckpointError(f"Checkpoint {path} is for algo {meta['algo']!r}, the run's "
+                              f"config says {algo!r}.")

@@ -20,15 +20,24 @@ import textwrap
 import numpy as np
 
 from mcpo import bench
-from mcpo.agent import evaluate, load
+from mcpo.agent import EvalSettings, check_video_path, evaluate, load
 from mcpo.algos import ALGOS
 from mcpo.config import TrainConfig
 from mcpo.presets import AUTO, NONE, PRESETS, effective_defaults, make_config
 from mcpo.trainer import resume, train
-from mcpo.types import EXIT_BAD_INPUT, ConfigError, MCPOError, flag_name, parse_float, \
-    parse_int
+from mcpo.types import EXIT_BAD_INPUT, ConfigError, MCPOError, check_fields, flag_name, \
+    parse_float, parse_int
 
 EXIT_INTERRUPTED = 130
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, except that a bad flag gets one paragraph (what is wrong, where the help is)
+    instead of the whole usage line, which for `mcpo train` is dozens of lines."""
+
+    def error(self, message):
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}. See `{self.prog} --help`."
+                                  f"\n")
 
 
 def _arg_type(parse, what: str):
@@ -68,7 +77,7 @@ def _show(v) -> str:
 
 def _target(argv: list[str]) -> tuple[str, str, str]:
     """--algo, --env-id and --preset as given in argv (for the defaults --help shows)."""
-    p = argparse.ArgumentParser(add_help=False)
+    p = Parser(add_help=False)
     p.add_argument("--algo", default=TrainConfig.algo)
     p.add_argument("--env-id", default=TrainConfig.env_id)
     p.add_argument("--preset", default=AUTO)
@@ -158,7 +167,7 @@ def _add_train(sub, argv: list[str]) -> None:
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     argv = sys.argv[1:] if argv is None else argv
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="mcpo", description="Memory-Constrained Policy Optimization and on-policy "
         "trust-region baselines (JAX).",
         epilog="exit codes: 0 done, 2 bad input, 3 NaN/Inf stop, 4 run directory busy, "
@@ -169,15 +178,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluate a trained run",
                        description="Run episodes with a trained agent; prints mean +- std.")
     e.add_argument("run_dir", metavar="DIR")
-    e.add_argument("--episodes", type=INT, default=10, help="episodes to run (default: 10)")
-    e.add_argument("--deterministic", action=argparse.BooleanOptionalAction, default=False,
-                   help="act with the distribution's mean/argmax instead of sampling "
-                   "(default: sample)")
+    for f in dataclasses.fields(EvalSettings):
+        _add_field(e, f, f"{f.metadata['help']} (default: {_show(f.default)})")
     e.add_argument("--video", metavar="FILE", default=None,
-                   help="record the episodes to FILE (.gif, or .mp4 with imageio-ffmpeg)")
+                   help="record the episodes to FILE (.gif, or .mp4 with imageio-ffmpeg); "
+                   "checked before the first episode")
     e.add_argument("--checkpoint", default=None,
                    help="checkpoint file in DIR/checkpoints (default: latest.ckpt)")
-    e.add_argument("--seed", type=INT, default=0, help="seed of the first episode (default: 0)")
 
     b = sub.add_parser("bench", help="throughput benchmark (see benchmarks/RESULTS.md)",
                        description="Measure training steps/s of our PPO and MCPO, the bare "
@@ -218,12 +225,15 @@ def cmd_train(ns, argv: list[str]) -> int:
 
 
 def cmd_eval(ns) -> int:
-    if ns.episodes < 1:
-        raise ConfigError(f"--episodes must be >= 1; got {ns.episodes}.")
+    es = EvalSettings(**{f.name: getattr(ns, f.name) for f in dataclasses.fields(EvalSettings)
+                         if hasattr(ns, f.name)})
+    check_fields(es)
+    if ns.video:
+        check_video_path(ns.video)  # before loading and running anything
     agent = load(ns.run_dir, ns.checkpoint)
-    rets = evaluate(agent, agent.config.env_id, ns.episodes, seed=ns.seed,
-                    deterministic=ns.deterministic, video=ns.video)
-    mode = "deterministic" if ns.deterministic else "stochastic"
+    rets = evaluate(agent, agent.config.env_id, es.episodes, seed=es.seed,
+                    deterministic=es.deterministic, video=ns.video)
+    mode = "deterministic" if es.deterministic else "stochastic"
     print(f"{agent.config.env_id}: return {np.mean(rets):.2f} +- {np.std(rets):.2f} over "
           f"{len(rets)} episodes ({mode})")
     if ns.video:
@@ -231,10 +241,24 @@ def cmd_eval(ns) -> int:
     return 0
 
 
+# What is true when Ctrl-C reaches `main` (train and resume turn their own interrupts into
+# TrainingInterrupted/StartupInterrupted, which say more): per command.
+_INTERRUPTED = {
+    None: "interrupted; nothing was written.",
+    "train": "interrupted before training started; nothing was written.",
+    "resume": "interrupted before the run was resumed; nothing in it was changed.",
+    "eval": "interrupted; nothing was written (the run directory is only read, and a --video "
+            "file is written only at the end).",
+    "bench": "interrupted; nothing was written (the --json file is written only at the end).",
+}
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    command = None
     try:
         ns = build_parser(argv).parse_args(argv)
+        command = "resume" if getattr(ns, "resume", None) else ns.command
         if ns.command == "train":
             return cmd_train(ns, argv)
         if ns.command == "eval":
@@ -245,8 +269,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mcpo: {label}{e}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
-        print("mcpo: interrupted before training started; nothing was written.",
-              file=sys.stderr)
+        print(f"mcpo: {_INTERRUPTED[command]}", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 

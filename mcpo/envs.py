@@ -11,10 +11,12 @@ from __future__ import annotations
 
 import difflib
 import importlib
+import signal
 from typing import Callable
 
 import gymnasium as gym
 import numpy as np
+from gymnasium.vector.async_vector_env import _async_worker
 
 from mcpo.types import ConfigError
 
@@ -93,13 +95,19 @@ def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
     return env
 
 
+SUPPORTED_ACTIONS = "Box of shape (n,) (continuous) or Discrete(n) starting at 0"
+
+
 def check_spaces(env_id: str, obs_space, action_space) -> None:
     if not isinstance(obs_space, gym.spaces.Box):
         raise ConfigError(f"{env_id}: observation space {obs_space} is not supported; the MLP "
-                          f"networks need a Box (vector) observation.")
-    if not isinstance(action_space, (gym.spaces.Box, gym.spaces.Discrete)):
-        raise ConfigError(f"{env_id}: action space {action_space} is not supported "
-                          f"(Box and Discrete are).")
+                          f"networks need a Box (vector) observation (gymnasium.wrappers."
+                          f"FlattenObservation turns Dict, Tuple and Discrete ones into one).")
+    if not ((isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1)
+            or (isinstance(action_space, gym.spaces.Discrete) and int(action_space.start) == 0)):
+        raise ConfigError(f"{env_id}: action space {action_space} is not supported; supported "
+                          f"are {SUPPORTED_ACTIONS} (a gymnasium.ActionWrapper can map the "
+                          f"env's actions to one of these).")
 
 
 def env_seeds(seed: int, epoch: int, num_envs: int) -> list[int]:
@@ -155,6 +163,15 @@ class SyncVecEnv:
             env.close()
 
 
+def quiet_async_worker(*args) -> None:
+    """Gymnasium's AsyncVectorEnv worker, ignoring SIGINT: Ctrl-C in a terminal signals the
+    whole process group, and the main process (which handles it: checkpoint, clean exit) then
+    closes the workers itself. Without this each worker dies with its own traceback."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by make_vec_env
+    _async_worker(*args)
+
+
 class GymVecEnv:
     """Adapter over a Gymnasium vector env forced to SAME_STEP autoreset."""
 
@@ -184,7 +201,10 @@ class GymVecEnv:
                 np.asarray(rew, np.float64), term, trunc, final_obs)
 
     def close(self):
-        self.vec.close()
+        try:
+            self.vec.close()
+        except (OSError, EOFError):  # a worker already gone (killed): stop the others
+            self.vec.close(terminate=True)
 
 
 def make_vec_env(env_id: str, num_envs: int, backend: str = "sync"):
@@ -196,9 +216,16 @@ def make_vec_env(env_id: str, num_envs: int, backend: str = "sync"):
         return GymVecEnv(gym.vector.SyncVectorEnv(
             fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP))
     if backend == "async":
-        # spawn, not fork: forking a process that runs JAX's threads can deadlock
-        return GymVecEnv(gym.vector.AsyncVectorEnv(
-            fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, context="spawn"))
+        # spawn, not fork: forking a process that runs JAX's threads can deadlock. SIGINT is
+        # blocked in this thread while the workers start, so they inherit it blocked until
+        # `quiet_async_worker` ignores it (a Ctrl-C meanwhile stays pending for us).
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            return GymVecEnv(gym.vector.AsyncVectorEnv(
+                fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, context="spawn",
+                worker=quiet_async_worker))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
     raise ValueError(f"unknown vector env backend {backend!r}")
 
 

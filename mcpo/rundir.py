@@ -38,7 +38,7 @@ from pathlib import Path
 
 from mcpo.checkpoint import atomic_write_bytes
 from mcpo.config import TrainConfig
-from mcpo.types import CheckpointError, ConfigError, RunDirBusy, StorageError
+from mcpo.types import MAX_TIMESTEPS, CheckpointError, ConfigError, RunDirBusy, StorageError
 
 try:  # POSIX; elsewhere runs are not locked (said in the README)
     import fcntl
@@ -253,9 +253,13 @@ class RunDir:
         if self._committed:
             return
         info = f"{os.getpid()} {socket.gethostname()} {_now()}\n".encode()
-        os.ftruncate(self._fd, 0)
-        os.pwrite(self._fd, info, 0)
-        self._clean_temp_files()
+        try:
+            os.ftruncate(self._fd, 0)
+            os.pwrite(self._fd, info, 0)
+            self._clean_temp_files()
+        except OSError as e:
+            raise StorageError(f"Cannot write in run directory {self.path}: "
+                               f"{e.strerror or e}.") from None
         self._committed = True
 
     def _clean_temp_files(self) -> None:
@@ -287,7 +291,11 @@ class RunDir:
                         shutil.rmtree(p)
                     elif p.exists() or p.is_symlink():
                         p.unlink()
-            rd.ckpt_dir.mkdir(exist_ok=True)
+            try:
+                rd.ckpt_dir.mkdir(exist_ok=True)
+            except OSError as e:
+                raise StorageError(f"Cannot create {rd.ckpt_dir}: {e.strerror or e}.") \
+                    from None
             _write_json(path / MARKER, {
                 "format": FORMAT, "version": VERSION, "created": _now(),
                 "mcpo_version": _mcpo_version(),
@@ -316,9 +324,11 @@ class RunDir:
         if marker is None and not legacy:
             raise ConfigError(f"Cannot resume {path}: it is not an mcpo run directory (no "
                               f"{MARKER}).")
-        if not os.access(path, os.W_OK | os.X_OK):
-            raise ConfigError(f"Cannot resume {path}: the directory is not writable by this "
-                              f"user.")
+        # what a resume rewrites or adds to, checked before anything is written
+        for p in (path, path / CKPT_DIR, path / TB_DIR, path / MARKER, path / METRICS):
+            if p.exists() and not os.access(p, os.W_OK | (os.X_OK if p.is_dir() else 0)):
+                raise ConfigError(f"Cannot resume {path}: {p} is not writable by this user. "
+                                  f"Nothing was changed.")
         rd = cls(path, *cls._lock(path))
         rd._legacy = legacy
         return rd
@@ -374,6 +384,9 @@ def read_config(path: Path) -> TrainConfig:
     recorded in run.json's history applied (a new --total-timesteps given on resume). Raises
     ConfigError naming the file and what is wrong."""
     path = Path(path)
+    if not path.is_dir():
+        raise ConfigError(f"{path} is not an mcpo run directory: "
+                          + ("it is a file." if path.exists() else "no such directory."))
     marker = read_marker(path)
     if marker is None and not is_legacy_run_dir(path):
         raise ConfigError(f"{path} is not an mcpo run directory (no {MARKER}).")
@@ -388,12 +401,16 @@ def read_config(path: Path) -> TrainConfig:
         cfg = TrainConfig.from_dict(d, strict=True)
     except ConfigError as e:
         raise ConfigError(f"{f}: {e}") from None
-    for ev in (marker or {}).get("history", []):
-        if isinstance(ev, dict) and ev.get("event") == "budget":
+    for i, ev in enumerate((marker or {}).get("history", [])):
+        if not isinstance(ev, dict) or not isinstance(ev.get("event"), str):
+            raise ConfigError(f"{path / MARKER}: history entry {i} is {ev!r}, not an event "
+                              f"object (it was edited).")
+        if ev["event"] == "budget":
             t = ev.get("total_timesteps")
-            if not isinstance(t, int) or isinstance(t, bool) or t < 1:
+            if (not isinstance(t, int) or isinstance(t, bool)
+                    or not 1 <= t <= MAX_TIMESTEPS):
                 raise ConfigError(f"{path / MARKER}: a 'budget' event has total_timesteps "
-                                  f"{t!r}, not a positive integer.")
+                                  f"{t!r}, not an integer from 1 to {MAX_TIMESTEPS:.0e}.")
             cfg = cfg.replace(total_timesteps=t)
     return cfg.replace(run_dir=str(path))
 

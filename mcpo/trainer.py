@@ -18,6 +18,7 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from dataclasses import asdict, dataclass, fields
@@ -31,31 +32,77 @@ from tqdm import tqdm
 from mcpo.agent import Agent, evaluate
 from mcpo.algos import ALGOS
 from mcpo.algos.common import all_finite, total_optimizer_steps
-from mcpo.checkpoint import (atomic_write_bytes, flatten, load_checkpoint, restore,
-                             save_checkpoint)
+from mcpo.checkpoint import (CHECKPOINT_FORMAT, atomic_write_bytes, check_checkpoint_meta,
+                             flatten, load_checkpoint, restore, save_checkpoint)
 from mcpo.config import TrainConfig
 from mcpo.envs import RunningMeanStd, make_vec_env
-from mcpo.logger import MetricsLogger
+from mcpo.logger import MetricsLogger, check_metrics
 from mcpo.networks import make_policy
 from mcpo.rollout import Collector, Interrupted, make_prepare_batch
-from mcpo.rundir import (CKPT_DIR, LATEST, RESULT, RunDir, check_new, find_checkpoint,
-                         snapshot_name)
-from mcpo.types import CheckpointError, ConfigError, MCPOError, NonFiniteError
+from mcpo.rundir import (CKPT_DIR, CONFIG, LATEST, METRICS, RESULT, RunDir, check_new,
+                         find_checkpoint, snapshot_name)
+from mcpo.types import CheckpointError, ConfigError, MCPOError, NonFiniteError, StorageError
 
 RECENT_EPISODES = 100
-CHECKPOINT_FORMAT = 1
 
 
 class TrainingInterrupted(MCPOError):
-    """SIGINT/SIGTERM stopped the run after a checkpoint was written."""
+    """SIGINT/SIGTERM stopped the run; its checkpoint holds everything done."""
 
-    def __init__(self, signum: int, run_dir: Path, global_step: int, during: str = ""):
+    def __init__(self, signum: int, run_dir: Path, global_step: int, during: str = "",
+                 written: bool = True):
         self.signum, self.run_dir, self.global_step = signum, run_dir, global_step
         self.exit_code = 128 + signum
         name = signal.Signals(signum).name
         what = (f"{name} received during {during}" if during else f"{name} received")
-        super().__init__(f"{what}: checkpoint written at step {global_step}. Resume with: "
-                         f"mcpo train --resume {run_dir}")
+        ckpt = (f"checkpoint written at step {global_step}" if written else
+                f"its checkpoint at step {global_step} is unchanged")
+        super().__init__(f"{what}: {ckpt}. Resume with: mcpo train --resume {run_dir}")
+
+
+class StartupInterrupted(MCPOError):
+    """SIGINT/SIGTERM arrived before the run directory was written (or, resuming, changed)."""
+
+    def __init__(self, signum: int, what: str):
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"{signal.Signals(signum).name} received {what}")
+
+
+class StopSignals:
+    """While active (`with`, re-entrant), SIGINT and SIGTERM only set `signum` (the first
+    one's number); the trainer polls it every env step and stops cleanly. Installed from the
+    start of `train`/`resume`, so no KeyboardInterrupt can cut a start-up step in half. Only
+    the main thread can install handlers; elsewhere this does nothing."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+    def __init__(self):
+        self.signum: int | None = None
+        self._depth = 0
+        self._old: dict = {}
+
+    def _handler(self, signum, frame):
+        if self.signum is None:
+            self.signum = signum
+
+    def __enter__(self) -> "StopSignals":
+        if self._depth == 0 and threading.current_thread() is threading.main_thread():
+            self._old = {s: signal.signal(s, self._handler) for s in self.SIGNALS}
+        self._depth += 1
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._depth -= 1
+        if self._depth == 0:
+            for s, h in self._old.items():
+                signal.signal(s, h)
+            self._old = {}
+
+    def check(self, what: str) -> None:
+        """StartupInterrupted(`what`) if a signal has arrived."""
+        if self.signum is not None:
+            raise StartupInterrupted(self.signum, what)
 
 
 class Callback:
@@ -121,7 +168,8 @@ def default_run_dir(cfg: TrainConfig) -> Path:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, run_dir: Path, callbacks: Sequence[Callback] = ()):
+    def __init__(self, cfg: TrainConfig, run_dir: Path, callbacks: Sequence[Callback] = (),
+                 signals: StopSignals | None = None):
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.callbacks = list(callbacks)
@@ -150,7 +198,7 @@ class Trainer:
         self.wall_time = 0.0
         self.saved_iteration = -1     # iteration of latest.ckpt (-1: none this run)
         self.saved_snapshot: tuple[int, str] | None = None  # (iteration, file) of the newest
-        self._stop_signal = None
+        self.signals = signals if signals is not None else StopSignals()
         self._stop_requested = False
         self.logger: MetricsLogger | None = None
 
@@ -210,18 +258,12 @@ class Trainer:
                      self.vec.single_observation_space, self.vec.single_action_space, self.cfg)
 
     # Signals ---------------------------------------------------------------------------------
-    def _install_signal_handlers(self):
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-
-        def handler(signum, frame):
-            if self._stop_signal is None:
-                self._stop_signal = signum
-
-        return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    @property
+    def _stop_signal(self) -> int | None:
+        return self.signals.signum
 
     def _should_stop(self) -> bool:
-        return self._stop_signal is not None
+        return self.signals.signum is not None
 
     # Checks ----------------------------------------------------------------------------------
     def _check_finite(self, what: dict) -> None:
@@ -260,40 +302,54 @@ class Trainer:
 
     def run(self, *, resumed_meta: dict | None = None) -> RunResult:
         cfg = self.cfg
-        self.logger = MetricsLogger(
-            self.run_dir, cfg.tensorboard,
-            keep_rows=resumed_meta["csv_rows"] if resumed_meta else None,
-            purge_step=self.global_step if resumed_meta else None)
-        old_handlers = self._install_signal_handlers()
+        with self.signals:
+            try:
+                self.logger = MetricsLogger(
+                    self.run_dir, cfg.tensorboard,
+                    keep_rows=resumed_meta["csv_rows"] if resumed_meta else None,
+                    purge_step=self.global_step if resumed_meta else None,
+                    last_iteration=self.iteration)
+                return self._run(resumed_meta is not None)
+            except StorageError as e:
+                raise StorageError(f"{e} The run stopped after iteration {self.iteration}; "
+                                   f"{self._ckpt_note()} Free disk space (or fix the "
+                                   f"permissions) first.") from None
+            finally:
+                self.close()
+
+    def _run(self, resumed: bool) -> RunResult:
+        cfg = self.cfg
         bar = tqdm(total=cfg.num_iterations * cfg.batch_size, initial=self.global_step,
                    unit="step", unit_scale=True, dynamic_ncols=True, disable=not cfg.progress,
                    desc=f"{cfg.algo} {cfg.env_id}", smoothing=0.3)
         t_start = time.perf_counter()
         steps_start = self.global_step
+        first_iteration = self.iteration
         try:
-            try:
-                self.collector.start(cfg.seed, self.iteration)
-                self._notify("on_train_start")
-                while self.iteration < cfg.num_iterations and not self._stop_requested:
-                    self._notify("before_iteration")
-                    if self._stop_requested:
-                        break
-                    self._iterate(bar)
-            except Interrupted:
-                pass
-            finally:
-                bar.close()
-            if self.saved_iteration != self.iteration:
-                self.save()
-            if self._stop_signal is not None:
-                raise TrainingInterrupted(self._stop_signal, self.run_dir, self.global_step)
-            result = self._finish(time.perf_counter() - t_start, self.global_step - steps_start)
-            self._notify("on_train_end", result)
-            return result
+            self.collector.start(cfg.seed, self.iteration)
+            self._notify("on_train_start")
+            while self.iteration < cfg.num_iterations and not self._stop_requested:
+                self._notify("before_iteration")
+                if self._stop_requested:
+                    break
+                self._iterate(bar)
+        except Interrupted:
+            pass
         finally:
-            for s, h in old_handlers.items():
-                signal.signal(s, h)
-            self.close()
+            bar.close()
+        written = self.saved_iteration != self.iteration
+        if written:
+            self.save()
+        if self._stop_signal is not None:
+            during = ""
+            if self.iteration == first_iteration:
+                during = ("start-up, before the first iteration" + (" of this resume"
+                          if resumed else " (nothing was trained yet)"))
+            raise TrainingInterrupted(self._stop_signal, self.run_dir, self.global_step,
+                                      during=during, written=written)
+        result = self._finish(time.perf_counter() - t_start, self.global_step - steps_start)
+        self._notify("on_train_end", result)
+        return result
 
     def _iterate(self, bar) -> None:
         cfg = self.cfg
@@ -388,28 +444,6 @@ class Trainer:
         self.vec.close()
 
 
-def check_checkpoint_meta(meta: dict, path: Path, algo: str) -> None:
-    """CheckpointError naming the key when a checkpoint's metadata is not what a resume needs."""
-    need = {"format": int, "algo": str, "iteration": int, "global_step": int, "episodes": int,
-            "lost_episodes": int, "recent_returns": list, "csv_rows": int,
-            "wall_time": (int, float)}
-    if not isinstance(meta, dict):
-        raise CheckpointError(f"Checkpoint {path} has no metadata object.")
-    for key, typ in need.items():
-        if key not in meta:
-            raise CheckpointError(f"Checkpoint {path} lacks the metadata key {key!r}; it was "
-                                  f"not written by this mcpo (or was edited).")
-        if not isinstance(meta[key], typ) or isinstance(meta[key], bool):
-            raise CheckpointError(f"Checkpoint {path}: metadata {key!r} is "
-                                  f"{meta[key]!r}, not of the expected type.")
-    if meta["format"] != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"Checkpoint {path} has format {meta['format']}; this mcpo reads "
-                              f"format {CHECKPOINT_FORMAT}.")
-    if meta["algo"] != algo:
-        raise CheckpointError(f"Checkpoint {path} is for algo {meta['algo']!r}, the run's "
-                              f"config says {algo!r}.")
-
-
 def finite_leaves(state) -> dict:
     """{leaf path: all finite} over the floating-point leaves of the learner state."""
     return {jax.tree_util.keystr(p): all_finite(x)
@@ -441,37 +475,50 @@ def train(config: TrainConfig | None = None, *, overwrite: bool = False,
           callbacks: Sequence[Callback] = (), command: list[str] | None = None,
           **overrides) -> RunResult:
     """Validate, create the run directory and train. Everything (flags, env spaces, paths) is
-    checked before the run directory is created; bad input raises ConfigError then."""
+    checked before the run directory is created; bad input raises ConfigError then. SIGINT or
+    SIGTERM before that point raises StartupInterrupted (nothing written); after it, the run
+    stops with a checkpoint (TrainingInterrupted)."""
     cfg = config if config is not None else TrainConfig()
     if overrides:
         cfg = cfg.replace(**overrides)
-    cfg.validate()
-    enable_compile_cache()
-    run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
-    check_new(run_dir, overwrite)
-    cfg = cfg.replace(run_dir=str(run_dir))
-    trainer = Trainer(cfg, run_dir, callbacks)  # envs, spaces, networks: may still refuse
-    try:
-        rd = RunDir.create(run_dir, cfg, overwrite, command=command)
-    except BaseException:
-        trainer.close()
-        raise
-    with rd:
-        return trainer.run()
+    signals = StopSignals()
+    with signals:
+        cfg.validate()
+        enable_compile_cache()
+        run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
+        check_new(run_dir, overwrite)
+        cfg = cfg.replace(run_dir=str(run_dir))
+        trainer = Trainer(cfg, run_dir, callbacks, signals)  # envs, spaces, networks
+        try:
+            signals.check("during start-up, before the run directory was created: nothing "
+                          "was written" + (" or deleted" if overwrite else "") + ".")
+            rd = RunDir.create(run_dir, cfg, overwrite, command=command)
+        except BaseException:
+            trainer.close()
+            raise
+        with rd:
+            return trainer.run()
 
 
 def resume(run_dir, total_timesteps: int | None = None, *, resume_from: str | None = None,
            progress: bool | None = None, callbacks: Sequence[Callback] = ()) -> RunResult:
     """Continue a run from its latest checkpoint (or the snapshot `resume_from`), optionally
     with a new budget (recorded in run.json's history; config.json is never rewritten). A run
-    that has finished returns its recorded result."""
+    that has finished returns its recorded result. Everything is checked (config, checkpoint,
+    metrics.csv) before anything in the directory is changed."""
     run_dir = Path(run_dir)
-    with RunDir.open(run_dir) as rd:  # the lock first: nobody else may write while we read
+    signals = StopSignals()
+    # the lock first: nobody else may write while we read
+    with signals, RunDir.open(run_dir) as rd:
         cfg = rd.read_config()
         ckpt = find_checkpoint(run_dir, resume_from)
         arrays, meta = load_checkpoint(ckpt)
         check_checkpoint_meta(meta, ckpt, cfg.algo)
         done = int(meta["global_step"])
+        if done != meta["iteration"] * cfg.batch_size:
+            raise CheckpointError(f"Checkpoint {ckpt}: global_step {done} is not iteration "
+                                  f"{meta['iteration']} x the batch of {cfg.batch_size} "
+                                  f"({run_dir / CONFIG}); one of them was edited.")
         if total_timesteps is not None and total_timesteps != cfg.total_timesteps:
             if total_timesteps < done:
                 raise ConfigError(f"--total-timesteps {total_timesteps:,} is less than the "
@@ -492,16 +539,25 @@ def resume(run_dir, total_timesteps: int | None = None, *, resume_from: str | No
                 return RunResult.from_dict(json.loads((run_dir / RESULT).read_text()))
             except (ValueError, TypeError):
                 pass  # unreadable result.json: finish again below (evaluation only)
-        trainer = Trainer(new, run_dir, callbacks)
+        metrics = run_dir / METRICS
+        if metrics.exists():
+            check_metrics(metrics, meta["csv_rows"], meta["iteration"], source=str(ckpt))
+        trainer = Trainer(new, run_dir, callbacks, signals)
         try:
             trainer.load(ckpt, (arrays, meta))
+            signals.check(f"while resuming, before anything was written: {run_dir} is "
+                          f"unchanged.")
+            rd.commit_resume()
+            if new.total_timesteps != cfg.total_timesteps:
+                rd.record("budget", total_timesteps=new.total_timesteps,
+                          previous=cfg.total_timesteps, at_step=done)
+            if resume_from is not None:
+                rd.record("resume_from", checkpoint=ckpt.name, at_step=done)
         except BaseException:
             trainer.close()
             raise
-        rd.commit_resume()
-        if new.total_timesteps != cfg.total_timesteps:
-            rd.record("budget", total_timesteps=new.total_timesteps,
-                      previous=cfg.total_timesteps, at_step=done)
-        if resume_from is not None:
-            rd.record("resume_from", checkpoint=ckpt.name, at_step=done)
+        if not metrics.exists() and meta["csv_rows"] > 0:
+            print(f"mcpo: note: {metrics} is missing, so the rows of the first "
+                  f"{meta['iteration']} iterations are gone; the resumed run writes a new one "
+                  f"from iteration {meta['iteration'] + 1} on.", file=sys.stderr)
         return trainer.run(resumed_meta=meta)

@@ -52,12 +52,12 @@ from mcpo.distributions import DiagGaussian
 class ACKTRConfig:
     acktr_lr: float = param(0.25, "eta_max, the largest K-FAC step size (Wu et al. 2017; "
                             "linearly decayed with --anneal-lr). ACKTR does not use "
-                            "--learning-rate.", low=0.0, low_open=True)
+                            "--learning-rate.", low=0.0, low_open=True, high=10.0)
     acktr_kl_clip: float = param(0.001, "Trust-region radius delta: the step size is "
                                  "min(eta_max, sqrt(2 delta / Delta^T F Delta)).", low=0.0,
-                                 low_open=True)
+                                 low_open=True, high=10.0)
     kfac_damping: float = param(0.01, "K-FAC damping lambda in (A (x) G + lambda I)^-1.",
-                                low=0.0, low_open=True)
+                                low=0.0, low_open=True, high=1e3)
     kfac_stats_decay: float = param(0.99, "Running-average decay of the Kronecker factors.",
                                     low=0.0, high=1.0, high_open=True)
     kfac_momentum: float = param(0.9, "Momentum on the clipped natural-gradient step.",

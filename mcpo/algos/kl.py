@@ -23,13 +23,13 @@ BETA_MIN, BETA_MAX = 1e-6, 1e6
 @dataclass(frozen=True)
 class KLFixedConfig:
     kl_beta: float = param(0.1, "KL penalty coefficient beta (the paper tunes 0.01, 0.1, 1).",
-                           low=0.0)
+                           low=0.0, high=BETA_MAX)
 
 
 @dataclass(frozen=True)
 class KLAdaptiveConfig:
     kl_target: float = param(0.01, "Target KL d_targ (the paper tunes 0.003, 0.01, 0.03).",
-                             low=0.0, low_open=True)
+                             low=0.0, low_open=True, high=10.0)
     kl_beta: float = param(1.0, "Initial KL penalty coefficient beta.", low=BETA_MIN,
                            high=BETA_MAX)
 

@@ -49,12 +49,13 @@ class MCPOConfig:
     memory_size: int = param(10, "Policy memory capacity N (the paper tunes 5, 10, 40).",
                              low=1, high=1024)
     beta_max: float = param(10.0, "beta when D(theta_old, theta) > D(theta_old, psi) (Eq. 4).",
-                            low=0.0, low_open=True)
+                            low=0.0, low_open=True, high=1e6)
     beta_min: float = param(0.01, "beta otherwise (Eq. 4); 0 < beta-min < beta-max.",
-                            low=0.0, low_open=True)
-    attn_hidden: int = param(64, "Hidden units of the attention network f_phi.", low=1)
+                            low=0.0, low_open=True, high=1e6)
+    attn_hidden: int = param(64, "Hidden units of the attention network f_phi.", low=1,
+                             high=65536)
     attn_learning_rate: float = param(3e-4, "Adam learning rate of the attention network.",
-                                      low=0.0, low_open=True)
+                                      low=0.0, low_open=True, high=1.0)
     alpha_rule: str = param("learned", "alpha_t: 'learned' (paper) or fixed:0|0.5|1 (ablation).",
                             choices=ALPHA_RULES)
     beta_rule: str = param("switching", "beta: 'switching' (Eq. 4); ablations: 'annealed' "
@@ -62,7 +63,7 @@ class MCPOConfig:
                            "'adaptive' (PPO-KL's rule on D(theta_old, theta)).",
                            choices=BETA_RULES)
     kl_target: float = param(0.01, "Target KL d_targ for --beta-rule adaptive.", low=0.0,
-                             low_open=True)
+                             low_open=True, high=10.0)
     kl_beta: float = param(1.0, "Initial beta for --beta-rule adaptive.", low=1e-6, high=1e6)
     write_rule: str = param("diversity", "Memory writing: 'diversity' (Eq. 2), 'every' "
                             "minibatch, or every 10/100 minibatches (ablation).",
@@ -294,9 +295,9 @@ def make_update(cfg, policy):
 class MCPOMeanConfig(MCPOConfig):
     """'Mean psi' (paper §4.3, Table 2): psi is the mean of the memory, no attention network."""
 
-    attn_hidden: int = param(64, "unused by mcpo-mean", low=1, cli=False)
+    attn_hidden: int = param(64, "unused by mcpo-mean", low=1, high=65536, cli=False)
     attn_learning_rate: float = param(3e-4, "unused by mcpo-mean", low=0.0, low_open=True,
-                                      cli=False)
+                                      high=1.0, cli=False)
     context: str = param("full", "unused by mcpo-mean", choices=("full", "half"), cli=False)
     psi_rule: str = param("mean", "psi is the mean of M.", choices=("mean",), cli=False)
 

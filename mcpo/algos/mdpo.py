@@ -36,7 +36,7 @@ class MDPOConfig:
     mdpo_beta0: float = param(2.0, "MDPO KL scale beta0: the KL[pi_theta || pi_old] "
                               "coefficient is beta0 / t_k, t_k = 1 - k/K annealed linearly "
                               "over the K iterations (MCPO paper Table 1 uses 2).",
-                              low=0.0, low_open=True)
+                              low=0.0, low_open=True, high=1e6)
 
 
 def step_size(k, num_iterations: int):

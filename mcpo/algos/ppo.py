@@ -15,7 +15,7 @@ from mcpo.types import param
 @dataclass(frozen=True)
 class PPOConfig:
     clip_coef: float = param(0.2, "PPO clip range epsilon (the paper tunes 0.1, 0.2, 0.3).",
-                             low=0.0, low_open=True)
+                             low=0.0, low_open=True, high=1.0)
 
 
 def ppo_loss(params, algo_state, mb, *, policy, clip_coef, vf_coef, ent_coef, norm_adv):

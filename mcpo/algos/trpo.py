@@ -43,10 +43,10 @@ from mcpo.types import param
 class TRPOConfig:
     max_kl: float = param(0.01, "TRPO trust-region radius delta: mean KL[pi_old || pi] per "
                           "policy step (Schulman et al. 2015 use 0.01).", low=0.0,
-                          low_open=True)
+                          low_open=True, high=10.0)
     cg_iters: int = param(10, "Conjugate-gradient iterations for F^-1 g.", low=1, high=100)
     cg_damping: float = param(0.1, "Damping added to the Fisher matrix in CG (F + damping I).",
-                              low=0.0)
+                              low=0.0, high=1e3)
     ls_max_steps: int = param(10, "Backtracking line-search steps (each shrinks the step by "
                               "--ls-backtrack); none accepted: the policy stays.", low=1,
                               high=50)

@@ -39,24 +39,25 @@ from mcpo.types import ConfigError, param
 from mcpo.distributions import DiagGaussian
 
 DUAL_MIN = 1e-8  # eta_min = alpha_min (V-MPO)
+DUAL_MAX = 1e6   # initial eta / alpha beyond this make exp(A / eta) flat or the KL term all
 
 
 @dataclass(frozen=True)
 class VMPOConfig:
     vmpo_alpha0: float = param(1.0, "Initial KL multiplier alpha (each of alpha_mu, "
                                "alpha_sigma for Gaussians); MCPO paper Table 1 uses 1.",
-                               low=DUAL_MIN)
-    vmpo_eta0: float = param(1.0, "Initial temperature eta.", low=DUAL_MIN)
+                               low=DUAL_MIN, high=DUAL_MAX)
+    vmpo_eta0: float = param(1.0, "Initial temperature eta.", low=DUAL_MIN, high=DUAL_MAX)
     vmpo_eps_eta: float = param(0.01, "Temperature constraint eps_eta.", low=0.0,
-                                low_open=True)
+                                low_open=True, high=10.0)
     vmpo_eps_alpha: float = param(0.01, "KL bound eps_alpha (categorical policies).",
-                                  low=0.0, low_open=True)
+                                  low=0.0, low_open=True, high=10.0)
     vmpo_eps_alpha_mu: float = param(0.0075, "Mean KL bound eps_alpha_mu (Gaussian policies).",
-                                     low=0.0, low_open=True)
+                                     low=0.0, low_open=True, high=10.0)
     vmpo_eps_alpha_sigma: float = param(1e-5, "Covariance KL bound eps_alpha_sigma (Gaussian "
-                                        "policies).", low=0.0, low_open=True)
+                                        "policies).", low=0.0, low_open=True, high=10.0)
     vmpo_dual_lr: float = param(1e-2, "Adam learning rate of log eta and log alpha.",
-                                low=0.0, low_open=True)
+                                low=0.0, low_open=True, high=1.0)
 
     def validate(self, cfg) -> None:
         if cfg.minibatch_size < 2:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from mcpo.algos.common import MAX_OPTIMIZER_STEPS
 from mcpo.algos.mcpo import MCPOConfig
-from mcpo.config import TrainConfig
-from mcpo.types import ConfigError
+from mcpo.config import MAX_BATCH, TrainConfig
+from mcpo.types import MAX_TIMESTEPS, SEED_MAX, ConfigError, check_fields, param
 
 SYSTEMS = ("env", "rollout", "ppo", "mcpo", "sb3-ppo")
 DEFAULT_ENVS = ("Pendulum-v1", "HalfCheetah-v5")
@@ -21,18 +22,22 @@ TURN_TIMEOUT = 600.0  # seconds one turn of one system may take before the bench
 
 @dataclass(frozen=True)
 class Settings:
+    """What `mcpo bench` measures; the numeric fields are its flags, with their bounds."""
+
     env_ids: tuple[str, ...] = DEFAULT_ENVS
-    num_envs: int = 1
-    num_steps: int = 2048
-    update_epochs: int = 10
-    num_minibatches: int = 32
-    rounds: int = FULL["rounds"]
-    iterations: int = FULL["iterations"]
-    sb3_iterations: int = FULL["sb3_iterations"]
-    memory_size: int = 10
-    seed: int = 1
+    num_envs: int = param(1, "parallel envs", low=1, high=4096)
+    num_steps: int = param(2048, "steps per env per rollout, T", low=1, high=MAX_BATCH)
+    update_epochs: int = param(10, "epochs K", low=1, high=10_000)
+    num_minibatches: int = param(32, "minibatches per epoch", low=1, high=MAX_BATCH)
+    rounds: int = param(FULL["rounds"], "rounds per env", low=1, high=10_000)
+    iterations: int = param(FULL["iterations"], "iterations per turn", low=1, high=10_000)
+    sb3_iterations: int = param(FULL["sb3_iterations"], "iterations per turn of SB3", low=1,
+                                high=10_000)
+    memory_size: int = param(10, "MCPO's N", low=1, high=1024)
+    seed: int = param(1, "seed", low=0, high=SEED_MAX)
     systems: tuple[str, ...] = SYSTEMS
-    sb3_threads: int = 1
+    sb3_threads: int = param(1, "torch threads for SB3 (0: torch's default)", low=0,
+                             high=1024)
     compile_cache: bool = False
     hidden_sizes: tuple[int, ...] = (64, 64)
 
@@ -61,12 +66,16 @@ class Settings:
             algo_config=MCPOConfig(memory_size=self.memory_size) if algo == "mcpo" else None)
 
     def validate(self) -> None:
-        for name in ("rounds", "iterations", "sb3_iterations"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be >= 1; got "
-                                  f"{getattr(self, name)}.")
-        if self.sb3_threads < 0:
-            raise ConfigError(f"--sb3-threads must be >= 0; got {self.sb3_threads}.")
+        check_fields(self)  # each flag's own range first, so the message names that flag
+        n_iter = 1 + self.rounds * self.iterations
+        steps = n_iter * self.batch_size
+        updates = n_iter * self.update_epochs * self.num_minibatches
+        if steps > MAX_TIMESTEPS or updates > MAX_OPTIMIZER_STEPS:
+            raise ConfigError(
+                f"--rounds {self.rounds} x --iterations {self.iterations} make training runs "
+                f"of {n_iter:,} iterations ({steps:.3g} env steps, {updates:.3g} optimizer "
+                f"steps), more than a run may take ({MAX_TIMESTEPS:.0e} steps, "
+                f"{MAX_OPTIMIZER_STEPS:,} optimizer steps).")
         if not self.env_ids:
             raise ConfigError("--env-ids needs at least one env id.")
         if not self.systems:
