@@ -151,6 +151,14 @@ def check_video_path(path) -> None:
     """ConfigError unless a video can be written to `path`: a .gif (or .mp4 with
     imageio-ffmpeg), in an existing, writable directory, not a directory itself."""
     p = Path(path)
+    if p.is_dir():
+        raise ConfigError(f"--video {path} is a directory; give a file path, e.g. "
+                          f"{p / 'episode.gif'}.")
+    parent = p.parent
+    if not parent.exists():
+        raise ConfigError(f"--video {path}: the directory {parent} does not exist.")
+    if not parent.is_dir():
+        raise ConfigError(f"--video {path}: {parent} is a file, not a directory.")
     suffix = p.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
         raise ConfigError(f"--video {path}: the file name must end in .gif (or .mp4 with "
@@ -160,14 +168,6 @@ def check_video_path(path) -> None:
     if suffix == ".mp4" and importlib.util.find_spec("imageio_ffmpeg") is None:
         raise ConfigError(f"--video {path}: .mp4 needs imageio-ffmpeg (pip install "
                           f"imageio-ffmpeg); or use a .gif path.")
-    if p.is_dir():
-        raise ConfigError(f"--video {path} is a directory; give a file path, e.g. "
-                          f"{p / 'episode.gif'}.")
-    parent = p.parent
-    if not parent.exists():
-        raise ConfigError(f"--video {path}: the directory {parent} does not exist.")
-    if not parent.is_dir():
-        raise ConfigError(f"--video {path}: {parent} is a file, not a directory.")
     if not os.access(parent, os.W_OK | os.X_OK) or (p.exists() and not os.access(p, os.W_OK)):
         raise ConfigError(f"--video {path}: {p if p.exists() else parent} is not writable by "
                           f"this user.")

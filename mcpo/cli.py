@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import re
 import sys
 import textwrap
 
@@ -29,11 +30,19 @@ from mcpo.types import EXIT_BAD_INPUT, ConfigError, MCPOError, check_fields, fla
     parse_float, parse_int
 
 EXIT_INTERRUPTED = 130
+NEGATIVE_NUMBER = re.compile(r"^-(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$|^-(inf|nan|infinity)$",
+                             re.IGNORECASE)
 
 
 class Parser(argparse.ArgumentParser):
     """argparse, except that a bad flag gets one paragraph (what is wrong, where the help is)
-    instead of the whole usage line, which for `mcpo train` is dozens of lines."""
+    instead of the whole usage line, which for `mcpo train` is dozens of lines; and that
+    `--gamma -1e-3` or `--seed -inf` is a (bad) value, not an unknown option (argparse's own
+    pattern for negative numbers has no exponent: "expected one argument")."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = NEGATIVE_NUMBER
 
     def error(self, message):
         self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message}. See `{self.prog} --help`."

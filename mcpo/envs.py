@@ -12,11 +12,11 @@ from __future__ import annotations
 import difflib
 import importlib
 import signal
+import threading
 from typing import Callable
 
 import gymnasium as gym
 import numpy as np
-from gymnasium.vector.async_vector_env import _async_worker
 
 from mcpo.types import ConfigError
 
@@ -163,13 +163,34 @@ class SyncVecEnv:
             env.close()
 
 
-def quiet_async_worker(*args) -> None:
-    """Gymnasium's AsyncVectorEnv worker, ignoring SIGINT: Ctrl-C in a terminal signals the
-    whole process group, and the main process (which handles it: checkpoint, clean exit) then
-    closes the workers itself. Without this each worker dies with its own traceback."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})  # blocked by make_vec_env
-    _async_worker(*args)
+class QuietAsyncVectorEnv(gym.vector.AsyncVectorEnv):
+    """Gymnasium's AsyncVectorEnv whose workers ignore SIGINT from birth: Ctrl-C in a terminal
+    signals the whole process group, and the main process (which handles it: a checkpoint, a
+    clean exit) closes the workers itself; without this each worker dies with a traceback.
+
+    SIGINT is ignored in this process while the workers are forked (an ignored signal stays
+    ignored across exec, and Python then installs no KeyboardInterrupt handler), and our own
+    handling is back before waiting for them (`_check_spaces`, the first step after the
+    forks): a Ctrl-C is lost only in those milliseconds. (A `worker=` function would do it
+    inside the worker, but only after the worker has imported it: mcpo, hence JAX, per worker.)
+    """
+
+    def __init__(self, *args, **kwargs):
+        main = threading.current_thread() is threading.main_thread()
+        self._sigint = signal.signal(signal.SIGINT, signal.SIG_IGN) if main else None
+        try:
+            super().__init__(*args, **kwargs)
+        finally:
+            self._restore_sigint()
+
+    def _restore_sigint(self) -> None:
+        if getattr(self, "_sigint", None) is not None:
+            signal.signal(signal.SIGINT, self._sigint)
+            self._sigint = None
+
+    def _check_spaces(self):
+        self._restore_sigint()
+        return super()._check_spaces()
 
 
 class GymVecEnv:
@@ -216,16 +237,9 @@ def make_vec_env(env_id: str, num_envs: int, backend: str = "sync"):
         return GymVecEnv(gym.vector.SyncVectorEnv(
             fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP))
     if backend == "async":
-        # spawn, not fork: forking a process that runs JAX's threads can deadlock. SIGINT is
-        # blocked in this thread while the workers start, so they inherit it blocked until
-        # `quiet_async_worker` ignores it (a Ctrl-C meanwhile stays pending for us).
-        old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-        try:
-            return GymVecEnv(gym.vector.AsyncVectorEnv(
-                fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, context="spawn",
-                worker=quiet_async_worker))
-        finally:
-            signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        # spawn, not fork: forking a process that runs JAX's threads can deadlock
+        return GymVecEnv(QuietAsyncVectorEnv(
+            fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, context="spawn"))
     raise ValueError(f"unknown vector env backend {backend!r}")
 
 

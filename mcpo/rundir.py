@@ -436,7 +436,8 @@ def find_checkpoint(path: Path, name: str | None = None) -> Path:
         raise CheckpointError(
             f"{latest} is missing, but the run has snapshots ({', '.join(s.name for s in snaps)})"
             f". Continue from the newest with `mcpo train --resume {path} --resume-from "
-            f"{snaps[-1].name}` (nothing is deleted).")
+            f"{snaps[-1].name}` (nothing is deleted); `mcpo eval {path} --checkpoint "
+            f"{snaps[-1].name}` evaluates it.")
     raise CheckpointError(f"{path} has no checkpoint yet ({latest} is missing and there are "
                           f"no snapshots): the run stopped before its first checkpoint. Its "
                           f"config is in {path / CONFIG}; start a new run with another "

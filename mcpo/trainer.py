@@ -56,7 +56,7 @@ class TrainingInterrupted(MCPOError):
         name = signal.Signals(signum).name
         what = (f"{name} received during {during}" if during else f"{name} received")
         ckpt = (f"checkpoint written at step {global_step}" if written else
-                f"its checkpoint at step {global_step} is unchanged")
+                f"the checkpoint at step {global_step} holds every completed iteration")
         super().__init__(f"{what}: {ckpt}. Resume with: mcpo train --resume {run_dir}")
 
 
@@ -304,14 +304,15 @@ class Trainer:
         cfg = self.cfg
         with self.signals:
             try:
+                # TensorBoard drops events from purge_step on: those after the checkpoint
                 self.logger = MetricsLogger(
                     self.run_dir, cfg.tensorboard,
                     keep_rows=resumed_meta["csv_rows"] if resumed_meta else None,
-                    purge_step=self.global_step if resumed_meta else None,
+                    purge_step=self.global_step + 1 if resumed_meta else None,
                     last_iteration=self.iteration)
                 return self._run(resumed_meta is not None)
             except StorageError as e:
-                raise StorageError(f"{e} The run stopped after iteration {self.iteration}; "
+                raise StorageError(f"{e} The run stopped in iteration {self.iteration}; "
                                    f"{self._ckpt_note()} Free disk space (or fix the "
                                    f"permissions) first.") from None
             finally:

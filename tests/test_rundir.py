@@ -2,9 +2,7 @@
 write, one process per run directory (a real second process), budget changes recorded in
 run.json, --resume-from, and runs written before the marker existed."""
 
-import hashlib
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -15,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from filetree import tree
 from mcpo.cli import main
 from mcpo.logger import read_metrics
 from mcpo.rundir import LOCK, MARKER, read_config
@@ -24,17 +23,6 @@ TINY = ["--env-id", "Pendulum-v1", "--num-envs", "2", "--num-steps", "64",
         "--num-minibatches", "2", "--update-epochs", "2", "--no-progress",
         "--eval-episodes", "0", "--no-tensorboard"]
 TIME_COLUMNS = {"wall_time", "sps", "rollout_time", "update_time"}
-
-
-def tree(root) -> dict:
-    """{relative path: (size, sha256)} of every file under root."""
-    out = {}
-    for dirpath, _, files in os.walk(root):
-        for f in files:
-            p = Path(dirpath) / f
-            out[str(p.relative_to(root))] = (p.stat().st_size,
-                                              hashlib.sha256(p.read_bytes()).hexdigest())
-    return out
 
 
 def train_tiny(run, *extra) -> int:

@@ -62,7 +62,9 @@ def test_signal_writes_a_checkpoint_and_exits_cleanly(tmp_path, sig):
     proc.send_signal(sig)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 128 + sig, err
-    assert f"{signal.Signals(sig).name} received: checkpoint written" in err
+    # --checkpoint-every 1: the last completed iteration's checkpoint was already written
+    assert f"{signal.Signals(sig).name} received: the checkpoint at step " in err
+    assert "holds every completed iteration. Resume with: mcpo train --resume" in err
     assert "Traceback" not in err
     _, meta = load_checkpoint(run / "checkpoints" / "latest.ckpt")
     # the checkpoint holds every iteration that was logged: nothing done is lost
