@@ -25,7 +25,7 @@ import pytest
 
 import mcpo
 import toy_envs
-from filetree import tree
+from helpers import tree, wait_for
 from mcpo.agent import EvalSettings, write_video
 from mcpo.algos import ALGOS
 from mcpo.bench.settings import Settings
@@ -510,19 +510,6 @@ CONFIG_DAMAGE = {
 }
 
 
-@pytest.mark.parametrize("case", list(CONFIG_DAMAGE))
-def test_a_damaged_config_is_named_by_resume_eval_and_load(tmp_path, capsys, run, case):
-    d = copy(run, tmp_path)
-    damage, message = CONFIG_DAMAGE[case]
-    damage(d)
-    name = MARKER if case.startswith("run.json") else "config.json"
-    for args in (["train", "--resume", str(d), "--total-timesteps", "1024"], ["eval", str(d)]):
-        err = refused(args, capsys, tmp_path)
-        assert f"{d / name}" in err and message in err
-    with pytest.raises(mcpo.ConfigError, match=re.escape(message)):
-        mcpo.load(d)
-
-
 def _rows(d):
     return (d / "metrics.csv").read_text().splitlines(True)
 
@@ -546,14 +533,24 @@ METRICS_DAMAGE = {
 }
 
 
-@pytest.mark.parametrize("case", list(METRICS_DAMAGE))
-def test_a_damaged_metrics_csv_is_named_by_resume(tmp_path, capsys, run, case):
+@pytest.mark.parametrize("case", list(CONFIG_DAMAGE) + list(METRICS_DAMAGE))
+def test_a_damaged_run_file_is_named_by_resume_eval_and_load(tmp_path, capsys, run, case):
+    """config.json and run.json: by `train --resume`, `eval` and `mcpo.load`; metrics.csv
+    (which only a resume reads) by `train --resume`."""
     d = copy(run, tmp_path)
-    damage, message = METRICS_DAMAGE[case]
+    metrics = case in METRICS_DAMAGE
+    damage, message = (METRICS_DAMAGE if metrics else CONFIG_DAMAGE)[case]
     damage(d)
-    err = refused(["train", "--resume", str(d), "--total-timesteps", "1024"], capsys, tmp_path)
-    assert f"{d / 'metrics.csv'}" in err and message in err
-    assert "move it away to resume without its rows" in err
+    name = "metrics.csv" if metrics else MARKER if case.startswith("run.json") else "config.json"
+    commands = [["train", "--resume", str(d), "--total-timesteps", "1024"]]
+    for args in commands + ([] if metrics else [["eval", str(d)]]):
+        err = refused(args, capsys, tmp_path)
+        assert f"{d / name}" in err and message in err
+    if metrics:
+        assert "move it away to resume without its rows" in err
+    else:
+        with pytest.raises(mcpo.ConfigError, match=re.escape(message)):
+            mcpo.load(d)
 
 
 def test_a_missing_metrics_csv_is_said_and_the_run_continues(tmp_path, capsys, run):
@@ -653,18 +650,6 @@ ASYNC = ["--algo", "ppo", "--env-id", "Pendulum-v1", "--vec-env", "async", "--nu
          "--total-timesteps", "1e6"]
 
 
-def wait_for(pred, proc, timeout=180):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if proc.poll() is not None:
-            raise AssertionError(f"ended early: {proc.communicate()}")
-        if pred():
-            return
-        time.sleep(0.02)
-    proc.kill()
-    raise AssertionError("timed out")
-
-
 def interrupt(proc, group: bool):
     """Ctrl-C as a terminal sends it (to the whole process group), or to the process alone."""
     if group:
@@ -735,31 +720,24 @@ SLOW_START = ["--algo", "ppo", "--num-steps", "16", "--num-minibatches", "1",
 
 
 @pytest.mark.slow
-def test_ctrl_c_during_start_up_writes_nothing(tmp_path):
-    """A toy env whose construction takes a second, and says when it starts."""
+@pytest.mark.parametrize("env_id", ["mcpo_test/SlowStart-v0", "mcpo_test/SlowReset-v0"],
+                         ids=["before-the-run-dir", "before-the-first-iteration"])
+def test_ctrl_c_during_start_up(tmp_path, env_id):
+    """Toy envs whose construction (before the run directory is made) or first reset (the
+    trainer's first act after making it) takes a second, and say when it starts."""
     r, started = tmp_path / "r", tmp_path / "started"
-    proc = cli_process("train", "--run-dir", r, "--env-id", "mcpo_test/SlowStart-v0",
-                       *SLOW_START, background=True, start_new_session=True,
+    proc = cli_process("train", "--run-dir", r, "--env-id", env_id, *SLOW_START,
+                       background=True, start_new_session=True,
                        env={"MCPO_TEST_STARTED": str(started)})
     wait_for(started.exists, proc)
     code, err = interrupt(proc, group=True)
     assert code == 130, err
-    assert err == ("mcpo: SIGINT received during start-up, before the run directory was "
-                   "created: nothing was written.\n")
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["started"]
-
-
-@pytest.mark.slow
-def test_ctrl_c_after_the_run_dir_is_made_before_the_first_iteration(tmp_path):
-    """A toy env whose first reset (the trainer's first act after making the run directory)
-    takes a second: the run stops with a step-0 checkpoint that resumes."""
-    r, started = tmp_path / "r", tmp_path / "started"
-    proc = cli_process("train", "--run-dir", r, "--env-id", "mcpo_test/SlowReset-v0",
-                       *SLOW_START, background=True, start_new_session=True,
-                       env={"MCPO_TEST_STARTED": str(started)})
-    wait_for(started.exists, proc)
-    code, err = interrupt(proc, group=True)
-    assert code == 130, err
+    if env_id == "mcpo_test/SlowStart-v0":  # nothing written
+        assert err == ("mcpo: SIGINT received during start-up, before the run directory was "
+                       "created: nothing was written.\n")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["started"]
+        return
+    # a clean state: a step-0 checkpoint, from which the run resumes
     assert err == (f"mcpo: SIGINT received during start-up, before the first iteration "
                    f"(nothing was trained yet): checkpoint written at step 0. Resume with: "
                    f"mcpo train --resume {r}\n")

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from filetree import tree
+from helpers import tree, wait_for
 from mcpo.cli import main
 from mcpo.logger import read_metrics
 from mcpo.rundir import LOCK, MARKER, read_config
@@ -163,17 +163,6 @@ SLOW_RUN = ["--algo", "ppo", "--env-id", "Pendulum-v1", "--num-envs", "1", "--nu
 def cli(*args, timeout=120):
     return subprocess.run([sys.executable, "-m", "mcpo", *args], capture_output=True,
                           text=True, timeout=timeout)
-
-
-def wait_for(pred, proc, timeout=120):
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if proc.poll() is not None:
-            raise AssertionError(f"run ended early: {proc.communicate()}")
-        if pred():
-            return
-        time.sleep(0.05)
-    raise AssertionError("timed out")
 
 
 @pytest.mark.slow
