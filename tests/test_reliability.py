@@ -747,6 +747,22 @@ def test_ctrl_c_during_start_up(tmp_path, env_id):
 
 
 @pytest.mark.slow
+def test_ctrl_c_while_a_resume_starts_changes_nothing(tmp_path):
+    r, started = tmp_path / "r", tmp_path / "started"
+    assert main(["train", "--run-dir", str(r), "--env-id", "mcpo_test/SlowStart-v0",
+                 *SLOW_START]) == 0  # (no pause without $MCPO_TEST_STARTED)
+    before = tree(r)
+    proc = cli_process("train", "--resume", r, "--total-timesteps", "128", background=True,
+                       start_new_session=True, env={"MCPO_TEST_STARTED": str(started)})
+    wait_for(started.exists, proc)
+    code, err = interrupt(proc, group=True)
+    assert code == 130, err
+    assert err == (f"mcpo: SIGINT received while resuming, before anything was written: {r} "
+                   f"is unchanged.\n")
+    assert tree(r) == before
+
+
+@pytest.mark.slow
 def test_ctrl_c_during_the_final_evaluation(tmp_path):
     r = tmp_path / "r"
     proc = cli_process("train", "--run-dir", r, "--algo", "ppo", *TINY[:-2],
