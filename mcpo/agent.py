@@ -56,7 +56,8 @@ class Agent:
         """(obs as float32, whether it is a single observation); ConfigError naming the
         expected shape for anything else (a wrong shape would broadcast silently)."""
         want = self.obs_shape
-        shapes = f"{want} (one observation) or (N, {', '.join(map(str, want))}) (a batch)"
+        batch = "(" + ", ".join(["N", *map(str, want)]) + ("," if not want else "") + ")"
+        shapes = f"{want} (one observation) or {batch} (a batch)"
         try:
             arr = np.asarray(obs)
         except Exception as e:  # noqa: BLE001 - ragged lists and the like
@@ -74,8 +75,7 @@ class Agent:
                                   f"at least one observation, shape {shapes}.")
             return arr.astype(np.float32).reshape(arr.shape[0], -1), False
         got = "a scalar" if arr.ndim == 0 else f"shape {arr.shape}"
-        raise ConfigError(f"Agent.act: observation of {got}; this agent expects {shapes}, as "
-                          f"its env's observation space {want}.")
+        raise ConfigError(f"Agent.act: observation of {got}; this agent expects {shapes}.")
 
     def act(self, obs, deterministic: bool = True):
         """Action(s) for one observation (shape = the observation space's) or a batch

@@ -200,6 +200,7 @@ class Trainer:
         self.saved_snapshot: tuple[int, str] | None = None  # (iteration, file) of the newest
         self.signals = signals if signals is not None else StopSignals()
         self._stop_requested = False
+        self._wrote_final = False  # whether this process wrote the checkpoint after the loop
         self.logger: MetricsLogger | None = None
 
     # Paths -----------------------------------------------------------------------------------
@@ -338,7 +339,7 @@ class Trainer:
             pass
         finally:
             bar.close()
-        written = self.saved_iteration != self.iteration
+        written = self._wrote_final = self.saved_iteration != self.iteration
         if written:
             self.save()
         if self._stop_signal is not None:
@@ -420,8 +421,8 @@ class Trainer:
             except Interrupted:
                 raise TrainingInterrupted(self._stop_signal, self.run_dir, self.global_step,
                                           during="the final evaluation (training is "
-                                          "complete; resuming runs only the evaluation)") \
-                    from None
+                                          "complete; resuming runs only the evaluation)",
+                                          written=self._wrote_final) from None
             ev_mean, ev_std = float(np.mean(rets)), float(np.std(rets))
         if steps > 0 and elapsed > 0:
             sps = steps / elapsed
