@@ -1,7 +1,10 @@
-"""A trained policy, usable on a plain Gymnasium env: `mcpo.load(run_dir).act(obs)`.
+"""A trained policy, usable on a Gymnasium env: `mcpo.load(run_dir).act(obs)`.
 
 The observation-normalization statistics saved with the run are frozen here, so the agent sees
-observations scaled exactly as at the end of training.
+observations scaled exactly as at the end of training. Observations are those of
+`mcpo.envs.make_env(env_id)` (the family's wrappers: Atari's preprocessing and frame stack,
+MiniGrid's packed grid; a raw MiniGrid Dict observation is accepted too). Evaluation uses the
+evaluation env: no episodic life, unclipped rewards.
 """
 
 from __future__ import annotations
@@ -13,9 +16,10 @@ import numpy as np
 
 from mcpo.checkpoint import load_checkpoint, restore
 from mcpo.config import TrainConfig
-from mcpo.envs import RunningMeanStd, make_env, normalize_obs
+from mcpo.envs import (RunningMeanStd, make_env, network_kind, normalize_obs, obs_layout,
+                       pack_minigrid_obs)
 from mcpo.networks import make_policy
-from mcpo.rollout import Interrupted
+from mcpo.rollout import Episode, Interrupted
 from mcpo.rundir import find_checkpoint, read_config
 from mcpo.types import ConfigError
 
@@ -25,7 +29,8 @@ class Agent:
                  observation_space, action_space, config: TrainConfig | None = None):
         self.policy = policy
         self.obs_shape = tuple(observation_space.shape)
-        self.actor = jax.tree.map(np.asarray, jax.device_get(actor))
+        self._layout = obs_layout(observation_space)
+        self.actor = policy.host_params(actor)
         self.obs_rms = obs_rms
         self.clip_obs = clip_obs
         self.action_space = action_space
@@ -38,9 +43,12 @@ class Agent:
 
     def act(self, obs, deterministic: bool = True):
         """Action(s) for one observation or a batch; Box actions are clipped to the bounds."""
-        obs = np.asarray(obs, np.float32)
+        if isinstance(obs, dict):  # raw MiniGrid observation(s)
+            obs = pack_minigrid_obs(obs)
+        shape, dtype = self._layout
+        obs = np.asarray(obs, dtype)
         single = obs.ndim == len(self.obs_shape)
-        x = obs.reshape(1, -1) if single else obs.reshape(obs.shape[0], -1)
+        x = obs.reshape((1 if single else obs.shape[0],) + shape)
         x = normalize_obs(x, self.obs_rms, self.clip_obs)
         if deterministic:
             a = self.policy.mode_np(self.actor, x)
@@ -63,7 +71,8 @@ def load(run_dir, checkpoint: str | None = None) -> Agent:
     path = find_checkpoint(run_dir, checkpoint)
     arrays, meta = load_checkpoint(path)
     env = make_env(cfg.env_id)
-    policy = make_policy(env.observation_space, env.action_space, cfg.hidden_sizes)
+    policy = make_policy(env.observation_space, env.action_space, cfg.hidden_sizes,
+                         network_kind(cfg.env_id, env.observation_space))
     template = jax.eval_shape(policy.init, jax.random.PRNGKey(0))["actor"]
     actor = restore(template, arrays, "state.params['actor']", str(path))
     rms = None
@@ -75,18 +84,20 @@ def load(run_dir, checkpoint: str | None = None) -> Agent:
     return agent
 
 
-def evaluate(agent: Agent, env_id: str, episodes: int, seed: int = 0,
-             deterministic: bool = True, video: str | None = None,
-             should_stop=lambda: False) -> list[float]:
-    """Run full episodes on a fresh env; returns their (raw) returns. `should_stop()` is
-    polled every step; when it turns true, `mcpo.rollout.Interrupted` is raised."""
+def run_episodes(agent: Agent, env_id: str, episodes: int, seed: int = 0,
+                 deterministic: bool = True, video: str | None = None,
+                 should_stop=lambda: False) -> list[Episode]:
+    """Run full episodes on a fresh evaluation env (Atari: whole games, unclipped scores);
+    returns them as `Episode`s (raw return, length, success: terminated with a positive last
+    reward). `should_stop()` is polled every step; when it turns true,
+    `mcpo.rollout.Interrupted` is raised."""
     env = make_env(env_id, render_mode="rgb_array" if video else None)
     agent.seed(seed)
-    frames, returns = [], []
+    frames, out = [], []
     try:
         for ep in range(episodes):
             obs, _ = env.reset(seed=seed + ep)
-            done, total = False, 0.0
+            done, total, n, r, term = False, 0.0, 0, 0.0, False
             while not done:
                 if should_stop():
                     raise Interrupted()
@@ -94,13 +105,22 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int = 0,
                     frames.append(env.render())
                 obs, r, term, trunc, _ = env.step(agent.act(obs, deterministic))
                 total += float(r)
+                n += 1
                 done = term or trunc
-            returns.append(total)
+            out.append(Episode(total, n, bool(term and r > 0)))
     finally:
         env.close()
     if video:
         write_video(video, frames, fps=env.metadata.get("render_fps", 30))
-    return returns
+    return out
+
+
+def evaluate(agent: Agent, env_id: str, episodes: int, seed: int = 0,
+             deterministic: bool = True, video: str | None = None,
+             should_stop=lambda: False) -> list[float]:
+    """`run_episodes`' returns."""
+    return [e.ret for e in run_episodes(agent, env_id, episodes, seed, deterministic, video,
+                                        should_stop)]
 
 
 def write_video(path: str, frames: list, fps: int) -> None:

@@ -129,7 +129,7 @@ def context_features(policy, params, psi_old, mb, adv, names) -> jax.Array:
         "H_theta": jnp.mean(ent(d_theta)),
         "H_old": jnp.mean(ent(d_old)),
         "H_psiold": jnp.mean(ent(d_psiold)),
-        "value_loss": value_loss(policy, params["critic"], mb),
+        "value_loss": value_loss(policy, params, mb),
     }
     return jax.lax.stop_gradient(jnp.stack([feats[n] for n in names]))
 
@@ -203,7 +203,7 @@ def mcpo_objective(params, attn, algo: MCPOState, mb, *, policy, mc: MCPOConfig,
     l1 = jnp.mean(pt.ratio * adv) - beta * jnp.mean((1.0 - alpha) * kl_old + alpha * kl_psi)
     # Eq. 5: L2 = E[R_t(psi_phi)] = E[tau_t(psi_phi) A_t]
     l2 = jnp.mean(jnp.exp(logp_psi - mb.logp) * adv)
-    v_loss = value_loss(policy, params["critic"], mb)
+    v_loss = value_loss(policy, params, mb)
     entropy = jnp.mean(dist.entropy(pt.dist))
     theta_loss = -l1 + vf_coef * v_loss - ent_coef * entropy
     phi_loss = -l2
