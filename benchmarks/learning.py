@@ -6,7 +6,10 @@ and resumes unfinished ones from their checkpoint. At the end a markdown table i
 written to <out>/table.md): per method, mean +- std over seeds of
 
 * train return: mean return of the last 100 training episodes at the end of training,
-* eval return:  mean return of 10 deterministic evaluation episodes at the end.
+* eval return:  mean return of 10 deterministic evaluation episodes at the end,
+
+and, for runs that log a success rate (MiniGrid), a second table of success rates and returns
+(training, greedy and sampled evaluation).
 
 Example (the numbers in benchmarks/RESULTS.md):
 
@@ -76,6 +79,27 @@ def results_table(title: str, groups: dict[str, list[dict]]) -> str:
     lines += ["", "mean ± sample std (ddof 1) over runs; **bold**: best mean in the column; "
               "<ins>underlined</ins>: Cohen's d against the best below 0.5; IQM: mean of the "
               "middle runs (Agarwal et al. 2021); CI: percentile bootstrap over runs."]
+    return "\n".join(lines)
+
+
+def success_table(groups: dict[str, list[dict]]) -> str:
+    """MiniGrid: success rates and returns, training and both evaluation modes ('' when the
+    runs have no success rate)."""
+    cols = [("final_success_rate", "train success (last 100)"),
+            ("eval_success_rate", "eval success, greedy"),
+            ("eval_sampled_success_rate", "eval success, sampled"),
+            ("final_return", "train return"), ("eval_return_mean", "eval return, greedy"),
+            ("eval_sampled_return_mean", "eval return, sampled")]
+    if not any(r.get("final_success_rate") is not None for v in groups.values() for r in v):
+        return ""
+    lines = ["| method | " + " | ".join(c for _, c in cols) + " | runs |",
+             "|---|" + "---|" * (len(cols) + 1)]
+    for label, res in groups.items():
+        cells = []
+        for key, _ in cols:
+            vals = [r[key] for r in res if r.get(key) is not None]
+            cells.append(cell(vals, "") if vals else "n/a")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {len(res)} |")
     return "\n".join(lines)
 
 
@@ -170,6 +194,9 @@ def main(argv=None) -> int:
                          if lab == label and (d / "result.json").is_file()]
     table = results_table(f"{ns.env_id}, {ns.total_timesteps:,} steps, seeds {ns.seeds}",
                           groups)
+    succ = success_table(groups)
+    if succ:
+        table += "\n\n" + succ
     print(table)
     (out / "table.md").write_text(table + "\n")
     dirs = {}

@@ -20,6 +20,12 @@ say which. Per family (docs/design.md §3):
   training only, `AtariTrainingSignals` adds episodic life (a lost life ends the *learning*
   episode) and reward clipping to the sign; the score logged is the raw game score of the whole
   game, and evaluation uses the env without these signals.
+
+A vector-env backend is any object with `num_envs`, `single_observation_space`,
+`single_action_space`, `obs_shape`, `obs_dtype`, `reset(seeds) -> obs` and
+`step(actions) -> VecStep` (same-step autoreset; `score` and `episode_end` carry the logged
+episode, `reward` and `terminated` what is learned from), and `close()`: the Collector uses
+nothing else, so another backend (envpool) plugs in by providing these.
 """
 
 from __future__ import annotations

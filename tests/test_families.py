@@ -87,7 +87,7 @@ def test_minigrid_observation_and_encoder_shapes():
     np.testing.assert_array_equal(cells[:, :11].argmax(1), raw["image"].reshape(49, 3)[:, 0])
     np.testing.assert_array_equal(cells[:, 11:17].argmax(1), raw["image"].reshape(49, 3)[:, 1])
     np.testing.assert_array_equal(x[0, 980:].argmax(), raw["direction"])
-    np.testing.assert_array_equal(np.asarray(enc(obs[None])), x[:1])  # JAX == NumPy
+    np.testing.assert_array_equal(np.asarray(jax.jit(enc)(obs[None])), x[:1])  # JAX == NumPy
 
     space = gym.spaces.Box(0, 255, obs.shape, np.uint8)
     assert network_kind("MiniGrid-Unlock-v0", space) == "minigrid"
@@ -95,11 +95,11 @@ def test_minigrid_observation_and_encoder_shapes():
     params = policy.init(jax.random.PRNGKey(0))
     assert params["actor"]["mlp"][0]["w"].shape == (984, 64)
     batch = np.stack([obs] * 5)
-    assert policy.dist_params(params["actor"], batch).shape == (5, 7)
-    assert policy.value(params, batch).shape == (5,)
+    logits = jax.jit(policy.dist_params)(params["actor"], batch)
+    assert logits.shape == (5, 7)
+    assert jax.jit(policy.value)(params, batch).shape == (5,)
     host = policy.host_params(params["actor"])
-    np.testing.assert_array_equal(policy.mode_np(host, batch),
-                                  np.argmax(policy.dist_params(params["actor"], batch), -1))
+    np.testing.assert_array_equal(policy.mode_np(host, batch), np.argmax(logits, -1))
 
 
 # MiniGrid-Empty-5x5: the agent starts at (1, 1) facing right, the goal is at (3, 3).
@@ -207,15 +207,15 @@ def test_nature_cnn_shapes_and_shared_trunk():
     assert set(params["actor"]) == {"trunk", "pi"} and set(params["critic"]) == {"v"}
     assert params["actor"]["trunk"]["fc"]["w"].shape == (7 * 7 * 64, 512)
     obs = np.random.default_rng(0).integers(0, 256, (2, 3, 4, 84, 84), dtype=np.uint8)
-    assert policy.dist_params(params["actor"], obs).shape == (2, 3, 6)
-    assert policy.value(params, obs).shape == (2, 3)
+    logits = jax.jit(policy.dist_params)(params["actor"], obs)
+    assert logits.shape == (2, 3, 6)
     # the value reads the actor's trunk: its gradient reaches the trunk
-    g = jax.grad(lambda p: policy.value(p, obs).sum())(params)
+    v, g = jax.jit(jax.value_and_grad(lambda p: policy.value(p, obs).sum()))(params)
+    assert jax.eval_shape(policy.value, params, obs).shape == (2, 3)
     assert float(np.abs(g["actor"]["trunk"]["fc"]["w"]).sum()) > 0
     host = policy.host_params(params["actor"])
-    flat = obs.reshape(6, 4, 84, 84)
-    np.testing.assert_array_equal(policy.mode_np(host, flat),
-                                  np.argmax(policy.dist_params(params["actor"], flat), -1))
+    np.testing.assert_array_equal(policy.mode_np(host, obs.reshape(6, 4, 84, 84)),
+                                  np.argmax(logits, -1).reshape(6))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -245,6 +245,7 @@ def test_minigrid_trains_from_the_cli_and_evaluates(tmp_path, capsys):
     video = tmp_path / "mg.gif"
     assert main(["eval", str(run), "--episodes", "1", "--video", str(video)]) == 0
     assert video.stat().st_size > 1000
+    assert "success rate" in capsys.readouterr().out
     agent = mcpo.load(run)
     env = gym.make("MiniGrid-Unlock-v0")  # a raw Dict observation is accepted too
     raw, _ = env.reset(seed=0)
@@ -277,7 +278,7 @@ def test_atari_trains_mcpo_from_the_cli_and_evaluates(tmp_path, capsys):
     capsys.readouterr()
     assert main(["eval", str(run), "--episodes", "1", "--deterministic"]) == 0
     out = capsys.readouterr().out
-    assert "ALE/Pong-v5: return" in out  # a whole game (21 points), unclipped
+    assert "ALE/Pong-v5: return" in out and "human-normalized" in out  # a whole game
 
 
 @pytest.mark.slow
@@ -310,3 +311,26 @@ def test_bad_env_input_is_a_clear_error(tmp_path, capsys, args, message):
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
     assert not (tmp_path / "r").exists()
+
+
+def test_atari_sync_vec_env_matches_gymnasiums_same_step():
+    """Our SyncVecEnv and the Gymnasium vector-env adapter (used by --vec-env async) give the
+    same transitions, life-loss terminals, raw scores and episode ends."""
+    ours, ref = make_vec_env("ALE/Breakout-v5", 2, "sync"), make_vec_env("ALE/Breakout-v5", 2,
+                                                                          "gym-sync")
+    try:
+        seeds = env_seeds(5, 0, 2)
+        np.testing.assert_array_equal(ours.reset(seeds), ref.reset(seeds))
+        rng = np.random.default_rng(0)
+        lives = ends = 0
+        for _ in range(500):
+            a = rng.integers(0, 4, 2)
+            s1, s2 = ours.step(a), ref.step(a)
+            for name, x, y in zip(s1._fields, s1, s2):
+                np.testing.assert_array_equal(x, y, err_msg=name)
+            lives += int((s1.terminated & ~s1.episode_end).sum())
+            ends += int(s1.episode_end.sum())
+        assert lives > 0 and ends > 0  # the comparison covered both kinds of ends
+    finally:
+        ours.close()
+        ref.close()

@@ -10,6 +10,14 @@ Per minibatch, inside one jitted update (Algorithm 1, lines 5-9):
    step's own gradient; two Adam optimizers apply them.
 5. diversity-promoting write of the new theta into M                  (Eq. 2); psi_old <- psi
 After the K epochs theta_old <- theta, which the trainer does by sampling with the new theta.
+
+"The policy" theta, the memory's entries theta_i and psi are `params["actor"]` pytrees. With
+separate actor and critic MLPs that is the actor MLP (+ log-std). With Atari's Nature CNN,
+whose trunk is shared by the policy and value heads, it is trunk + policy head: psi mixes the
+trunk weights too (psi = sum_i w_i theta_i leaf by leaf, convolution kernels included), and
+the value head reads theta's trunk. The paper does not say what its Atari memory holds; this
+is our reading (docs/design.md §4): the trunk is part of what defines pi, so a stored policy
+without its trunk would not be a policy.
 """
 
 from __future__ import annotations

@@ -46,11 +46,13 @@ _MINIGRID: dict[str, Any] = dict(num_envs=16, num_steps=128, update_epochs=4, nu
                                  gae_lambda=0.95, ent_coef=0.01, norm_obs=False,
                                  norm_reward=False, hidden_sizes=(64, 64), eval_mode="both")
 
-# Atari (see the preset's source): the Nature CNN ignores hidden_sizes.
+# Atari (see the preset's source): the Nature CNN ignores hidden_sizes. The end-of-run
+# evaluation samples actions, as the PPO/A2C papers' scores are those of the sampling policy; a
+# greedy policy can also stall a game (Breakout without FIRE runs to the 108k-frame limit).
 _ATARI: dict[str, Any] = dict(num_envs=8, num_steps=128, update_epochs=4, num_minibatches=4,
                               learning_rate=2.5e-4, anneal_lr=True, gamma=0.99, gae_lambda=0.95,
                               ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, norm_obs=False,
-                              norm_reward=False, clip_reward=10.0)
+                              norm_reward=False, clip_reward=10.0, eval_mode="sampled")
 _ATARI_PER_ALGO: dict[str, dict[str, Any]] = {
     "ppo": dict(clip_coef=0.1),
     # Mnih et al. 2016 (A3C/A2C on Atari): 16 workers x t_max 5, entropy 0.01, n-step returns
