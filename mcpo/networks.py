@@ -77,6 +77,21 @@ class MiniGridOneHot:
     def dim(self) -> int:
         return self.cells * sum(self.sizes) + self.directions
 
+    def dense_np(self, obs: np.ndarray, layer) -> np.ndarray:
+        """one_hot(obs) @ w + b without building the one-hot: the sum of the rows of w that
+        the 148 active entries select (NumPy, host-side sampling; a (16, 984) @ (984, 64)
+        matmul costs ~100x more here when the BLAS threads compete for 2 busy cores).
+        Indices must be in range, as MiniGrid's always are."""
+        k = len(self.sizes)
+        n = self.cells * k
+        offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
+        cell_base = (np.arange(self.cells) * sum(self.sizes))[:, None] + offsets  # (cells, k)
+        idx = obs[..., :n].astype(np.int64).reshape(obs.shape[:-1] + (self.cells, k))
+        idx = (idx + cell_base).reshape(obs.shape[:-1] + (n,))
+        idx = np.concatenate([idx, obs[..., -1:].astype(np.int64) + self.cells * sum(self.sizes)],
+                             axis=-1)
+        return np.asarray(layer["w"])[idx].sum(axis=-2) + layer["b"]
+
     def __call__(self, obs, xp=jnp):
         k = len(self.sizes)
         cells = obs[..., : self.cells * k].reshape(obs.shape[:-1] + (self.cells, k))
@@ -136,9 +151,15 @@ class MLPActorCritic:
         whole rollout in one call; elementwise, so the actions equal per-step sampling."""
         return _perturbation(self.dist, actor_np, noise)
 
+    def _forward_np(self, layers, obs: np.ndarray) -> np.ndarray:
+        if self.encoder is None:
+            return mlp(layers, obs, np)
+        h = self.encoder.dense_np(obs, layers[0])  # = mlp's first layer on encode(obs)
+        return mlp(layers[1:], np.tanh(h), np) if len(layers) > 1 else h
+
     def sample_perturbed_np(self, actor_np, obs: np.ndarray, perturbation: np.ndarray):
         """Actions for a batch of observations given `perturbation_np` output."""
-        out = mlp(actor_np["mlp"], self.encode(obs, np), np)
+        out = self._forward_np(actor_np["mlp"], obs)
         if isinstance(self.dist, DiagGaussian):
             return out + perturbation
         return np.argmax(out + perturbation, axis=-1)
@@ -148,7 +169,7 @@ class MLPActorCritic:
         return self.sample_perturbed_np(actor_np, obs, self.perturbation_np(actor_np, noise))
 
     def mode_np(self, actor_np, obs: np.ndarray) -> np.ndarray:
-        out = mlp(actor_np["mlp"], self.encode(obs, np), np)
+        out = self._forward_np(actor_np["mlp"], obs)
         if isinstance(self.dist, Categorical):
             return np.argmax(out, axis=-1)
         return out
