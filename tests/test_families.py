@@ -100,6 +100,11 @@ def test_minigrid_observation_and_encoder_shapes():
     assert jax.jit(policy.value)(params, batch).shape == (5,)
     host = policy.host_params(params["actor"])
     np.testing.assert_array_equal(policy.mode_np(host, batch), np.argmax(logits, -1))
+    # host-side first layer = one-hot @ w + b, without the one-hot
+    layer = host["mlp"][0]
+    np.testing.assert_allclose(enc.dense_np(batch, layer),
+                               np.asarray(enc(batch, np)) @ layer["w"] + layer["b"],
+                               rtol=1e-5, atol=1e-6)
 
 
 # MiniGrid-Empty-5x5: the agent starts at (1, 1) facing right, the goal is at (3, 3).
