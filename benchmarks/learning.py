@@ -6,7 +6,10 @@ and resumes unfinished ones from their checkpoint. At the end a markdown table i
 written to <out>/table.md): per method, mean +- std over seeds of
 
 * train return: mean return of the last 100 training episodes at the end of training,
-* eval return:  mean return of 10 deterministic evaluation episodes at the end.
+* eval return:  mean return of 10 deterministic evaluation episodes at the end,
+
+and, for runs that log a success rate (MiniGrid), a second table of success rates and returns
+(training, greedy and sampled evaluation).
 
 Example (the numbers in benchmarks/RESULTS.md):
 
@@ -79,8 +82,50 @@ def results_table(title: str, groups: dict[str, list[dict]]) -> str:
     return "\n".join(lines)
 
 
+def success_table(groups: dict[str, list[dict]]) -> str:
+    """MiniGrid: success rates and returns, training and both evaluation modes ('' when the
+    runs have no success rate)."""
+    cols = [("final_success_rate", "train success (last 100)"),
+            ("eval_success_rate", "eval success, greedy"),
+            ("eval_sampled_success_rate", "eval success, sampled"),
+            ("final_return", "train return"), ("eval_return_mean", "eval return, greedy"),
+            ("eval_sampled_return_mean", "eval return, sampled")]
+    if not any(r.get("final_success_rate") is not None for v in groups.values() for r in v):
+        return ""
+    lines = ["| method | " + " | ".join(c for _, c in cols) + " | steps to 90% success "
+             "| runs |", "|---|" + "---|" * (len(cols) + 2)]
+    for label, res in groups.items():
+        cells = []
+        for key, _ in cols:
+            vals = [r[key] for r in res if r.get(key) is not None]
+            cells.append(cell(vals, "") if vals else "n/a")
+        reach = [steps_to_success(Path(r["run_dir"])) for r in res]
+        got = sorted(x for x in reach if x is not None)
+        when = (f"median {got[len(got) // 2]:,} ({len(got)}/{len(reach)} runs)" if got
+                else f"never (0/{len(reach)})")
+        lines.append(f"| {label} | " + " | ".join(cells) + f" | {when} | {len(res)} |")
+    lines += ["", "success: the episode ended by reaching the goal (terminated with a positive "
+              "reward); greedy: argmax actions, sampled: actions sampled from the policy (10 "
+              "episodes each); steps to 90%: first iteration at which the last 100 training "
+              "episodes succeeded >= 90% of the time (median over the runs that got there)."]
+    return "\n".join(lines)
+
+
+def steps_to_success(run_dir: Path, level: float = 0.9):
+    """First global step at which the last 100 training episodes succeeded >= `level` (None:
+    never). Early on fewer than 100 episodes have ended, and those are the short, successful
+    ones (a failure lasts the whole time limit), so fewer than 100 do not count."""
+    from mcpo.logger import read_metrics
+
+    for r in read_metrics(run_dir / "metrics.csv"):
+        if r.get("recent_success", float("nan")) >= level and r["episodes_total"] >= 100:
+            return int(r["global_step"])
+    return None
+
+
 def plot_curves(groups: dict[str, list[Path]], path: Path, title: str,
-                window: int = 5) -> None:
+                window: int = 5, column: str = "ep_return_mean",
+                what: str = "training episode return") -> None:
     """Mean over seeds of each method's per-iteration training return (moving average of
     `window` iterations); left: the whole run, with a ± std band when there are at most 5
     methods; right: the last 80% of the run with the y axis zoomed on the final plateaus."""
@@ -101,7 +146,7 @@ def plot_curves(groups: dict[str, list[Path]], path: Path, title: str,
         for d in dirs:
             rows = read_metrics(d / "metrics.csv")
             steps = np.array([r["global_step"] for r in rows])
-            rets = np.array([r["ep_return_mean"] for r in rows])
+            rets = np.array([r[column] for r in rows])
             ok = ~np.isnan(rets)
             curves.append((steps, np.interp(steps, steps[ok], rets[ok])))
         # runs of one method share their iteration grid; methods may differ (batch sizes)
@@ -122,14 +167,13 @@ def plot_curves(groups: dict[str, list[Path]], path: Path, title: str,
     f = [v for v in finals if np.isfinite(v)]
     if f:
         lo, hi = min(f), max(f)
-        pad = max(0.25 * (hi - lo), 25.0)
+        pad = max(0.25 * (hi - lo), min(25.0, 0.25 * max(abs(lo), abs(hi), 1e-6)))
         zoom.set_ylim(lo - 2 * pad, hi + pad)
     zoom.set_title("last 80%, zoomed on the final returns")
     for a in (ax, zoom):
         a.set_xlabel("environment steps")
         a.grid(alpha=0.3)
-    ax.set_ylabel(f"training episode return (per iteration, mean over seeds, "
-                  f"moving average {window})")
+    ax.set_ylabel(f"{what}\n(per iteration, mean over seeds, moving average {window})")
     zoom.legend(fontsize=7, ncol=2 if len(groups) > 6 else 1, loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -170,6 +214,9 @@ def main(argv=None) -> int:
                          if lab == label and (d / "result.json").is_file()]
     table = results_table(f"{ns.env_id}, {ns.total_timesteps:,} steps, seeds {ns.seeds}",
                           groups)
+    succ = success_table(groups)
+    if succ:
+        table += "\n\n" + succ
     print(table)
     (out / "table.md").write_text(table + "\n")
     dirs = {}
@@ -179,6 +226,11 @@ def main(argv=None) -> int:
     if dirs:
         plot_curves(dirs, out / "curves.png", f"{ns.env_id}, {ns.total_timesteps:,} steps, seeds {ns.seeds}")
         print(f"learning curves: {out / 'curves.png'}")
+        if succ:
+            plot_curves(dirs, out / "success.png", f"{ns.env_id}, {ns.total_timesteps:,} steps, "
+                        f"seeds {ns.seeds}", column="recent_success",
+                        what="success rate, last 100 training episodes")
+            print(f"success curves: {out / 'success.png'}")
     if failed:
         print(f"\n{len(failed)} run(s) failed (see {out / 'runs.log'}): {', '.join(failed)}")
     return 1 if failed else 0

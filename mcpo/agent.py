@@ -1,7 +1,10 @@
-"""A trained policy, usable on a plain Gymnasium env: `mcpo.load(run_dir).act(obs)`.
+"""A trained policy, usable on a Gymnasium env: `mcpo.load(run_dir).act(obs)`.
 
 The observation-normalization statistics saved with the run are frozen here, so the agent sees
-observations scaled exactly as at the end of training.
+observations scaled exactly as at the end of training. Observations are those of
+`mcpo.envs.make_env(env_id)` (the family's wrappers: Atari's preprocessing and frame stack,
+MiniGrid's packed grid; a raw MiniGrid Dict observation is accepted too). Evaluation uses the
+evaluation env: no episodic life, unclipped rewards.
 """
 
 from __future__ import annotations
@@ -16,9 +19,10 @@ import numpy as np
 
 from mcpo.checkpoint import check_checkpoint_meta, load_checkpoint, restore
 from mcpo.config import TrainConfig
-from mcpo.envs import RunningMeanStd, make_env, normalize_obs
+from mcpo.envs import (RunningMeanStd, make_env, network_kind, normalize_obs, obs_layout,
+                       pack_minigrid_obs)
 from mcpo.networks import make_policy
-from mcpo.rollout import Interrupted
+from mcpo.rollout import Episode, Interrupted
 from mcpo.rundir import find_checkpoint, read_config
 from mcpo.types import SEED_MAX, ConfigError, StorageError, param
 
@@ -41,7 +45,8 @@ class Agent:
                  observation_space, action_space, config: TrainConfig | None = None):
         self.policy = policy
         self.obs_shape = tuple(observation_space.shape)
-        self.actor = jax.tree.map(np.asarray, jax.device_get(actor))
+        self._layout = obs_layout(observation_space)
+        self.actor = policy.host_params(actor)
         self.obs_rms = obs_rms
         self.clip_obs = clip_obs
         self.action_space = action_space
@@ -53,7 +58,7 @@ class Agent:
         self._rng = np.random.default_rng(seed)
 
     def _check_obs(self, obs) -> tuple[np.ndarray, bool]:
-        """(obs as float32, whether it is a single observation); ConfigError naming the
+        """(obs in the harness's layout, whether it is a single observation); ConfigError naming the
         expected shape for anything else (a wrong shape would broadcast silently)."""
         want = self.obs_shape
         batch = "(" + ", ".join(["N", *map(str, want)]) + ("," if not want else "") + ")"
@@ -67,19 +72,23 @@ class Agent:
             raise ConfigError(f"Agent.act: observation of dtype {arr.dtype} "
                               f"({type(obs).__name__}); expected real numbers of shape "
                               f"{shapes}.")
+        shape, dtype = self._layout  # the harness's layout (uint8 images stay uint8)
         if arr.shape == want:
-            return arr.astype(np.float32).reshape(1, -1), True
+            return arr.astype(dtype).reshape((1,) + shape), True
         if arr.ndim == len(want) + 1 and arr.shape[1:] == want:
             if arr.shape[0] == 0:
                 raise ConfigError(f"Agent.act: empty batch of shape {arr.shape}; expected "
                                   f"at least one observation, shape {shapes}.")
-            return arr.astype(np.float32).reshape(arr.shape[0], -1), False
+            return arr.astype(dtype).reshape((arr.shape[0],) + shape), False
         got = "a scalar" if arr.ndim == 0 else f"shape {arr.shape}"
         raise ConfigError(f"Agent.act: observation of {got}; this agent expects {shapes}.")
 
     def act(self, obs, deterministic: bool = True):
         """Action(s) for one observation (shape = the observation space's) or a batch
-        (N, *that shape); Box actions are clipped to the bounds."""
+        (N, *that shape); raw MiniGrid dict observations are packed first; Box actions are
+        clipped to the bounds."""
+        if isinstance(obs, dict) and {"image", "direction"} <= set(obs):  # raw MiniGrid obs
+            obs = pack_minigrid_obs(obs)
         x, single = self._check_obs(obs)
         x = normalize_obs(x, self.obs_rms, self.clip_obs)
         if deterministic:
@@ -104,7 +113,8 @@ def load(run_dir, checkpoint: str | None = None) -> Agent:
     arrays, meta = load_checkpoint(path)
     check_checkpoint_meta(meta, path, cfg.algo)
     env = make_env(cfg.env_id)
-    policy = make_policy(env.observation_space, env.action_space, cfg.hidden_sizes)
+    policy = make_policy(env.observation_space, env.action_space, cfg.hidden_sizes,
+                         network_kind(cfg.env_id, env.observation_space))
     template = jax.eval_shape(policy.init, jax.random.PRNGKey(0))["actor"]
     actor = restore(template, arrays, "state.params['actor']", str(path))
     rms = None
@@ -116,21 +126,23 @@ def load(run_dir, checkpoint: str | None = None) -> Agent:
     return agent
 
 
-def evaluate(agent: Agent, env_id: str, episodes: int, seed: int = 0,
-             deterministic: bool = True, video: str | None = None,
-             should_stop=lambda: False) -> list[float]:
-    """Run full episodes on a fresh env; returns their (raw) returns. `should_stop()` is
-    polled every step; when it turns true, `mcpo.rollout.Interrupted` is raised. A `video`
-    path is checked before the first episode (ConfigError if it cannot be written)."""
+def run_episodes(agent: Agent, env_id: str, episodes: int, seed: int = 0,
+                 deterministic: bool = True, video: str | None = None,
+                 should_stop=lambda: False) -> list[Episode]:
+    """Run full episodes on a fresh evaluation env (Atari: whole games, unclipped scores);
+    returns them as `Episode`s (raw return, length, success: terminated with a positive last
+    reward). `should_stop()` is polled every step; when it turns true,
+    `mcpo.rollout.Interrupted` is raised. A `video` path is checked before the first episode
+    (ConfigError if it cannot be written)."""
     if video:
         check_video_path(video)
     env = make_env(env_id, render_mode="rgb_array" if video else None)
     agent.seed(seed)
-    frames, returns = [], []
+    frames, out = [], []
     try:
         for ep in range(episodes):
             obs, _ = env.reset(seed=seed + ep)
-            done, total = False, 0.0
+            done, total, n, r, term = False, 0.0, 0, 0.0, False
             while not done:
                 if should_stop():
                     raise Interrupted()
@@ -138,13 +150,22 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int = 0,
                     frames.append(env.render())
                 obs, r, term, trunc, _ = env.step(agent.act(obs, deterministic))
                 total += float(r)
+                n += 1
                 done = term or trunc
-            returns.append(total)
+            out.append(Episode(total, n, bool(term and r > 0)))
     finally:
         env.close()
     if video:
         write_video(video, frames, fps=env.metadata.get("render_fps", 30))
-    return returns
+    return out
+
+
+def evaluate(agent: Agent, env_id: str, episodes: int, seed: int = 0,
+             deterministic: bool = True, video: str | None = None,
+             should_stop=lambda: False) -> list[float]:
+    """`run_episodes`' returns."""
+    return [e.ret for e in run_episodes(agent, env_id, episodes, seed, deterministic, video,
+                                        should_stop)]
 
 
 def check_video_path(path) -> None:

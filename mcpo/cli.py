@@ -21,7 +21,9 @@ import textwrap
 import numpy as np
 
 from mcpo import bench
-from mcpo.agent import EvalSettings, check_video_path, evaluate, load
+from mcpo.agent import EvalSettings, check_video_path, load, run_episodes
+from mcpo.envs import env_family
+from mcpo.scores import atari_game, has_human_scores, human_normalized
 from mcpo.algos import ALGOS
 from mcpo.config import TrainConfig
 from mcpo.presets import AUTO, NONE, PRESETS, effective_defaults, make_config
@@ -240,11 +242,18 @@ def cmd_eval(ns) -> int:
     if ns.video:
         check_video_path(ns.video)  # before loading and running anything
     agent = load(ns.run_dir, ns.checkpoint)
-    rets = evaluate(agent, agent.config.env_id, es.episodes, seed=es.seed,
-                    deterministic=es.deterministic, video=ns.video)
+    env_id = agent.config.env_id
+    eps = run_episodes(agent, env_id, es.episodes, seed=es.seed,
+                       deterministic=es.deterministic, video=ns.video)
+    rets = [e.ret for e in eps]
     mode = "deterministic" if es.deterministic else "stochastic"
-    print(f"{agent.config.env_id}: return {np.mean(rets):.2f} +- {np.std(rets):.2f} over "
-          f"{len(rets)} episodes ({mode})")
+    extra = ""
+    if env_family(env_id) == "minigrid":
+        extra = f", success rate {np.mean([e.success for e in eps]):.2f}"
+    elif has_human_scores(env_id):
+        extra = f", human-normalized {human_normalized(atari_game(env_id), np.mean(rets)):.3f}"
+    print(f"{env_id}: return {np.mean(rets):.2f} +- {np.std(rets):.2f} over "
+          f"{len(rets)} episodes ({mode}){extra}")
     if ns.video:
         print(f"video written to {ns.video}")
     return 0

@@ -26,6 +26,7 @@ from mcpo.algos.common import MAX_OPTIMIZER_STEPS, total_optimizer_steps
 from mcpo.envs import BACKENDS, check_env_id
 from mcpo.types import MAX_TIMESTEPS, SEED_MAX, ConfigError, check_fields, param
 
+EVAL_MODES = ("deterministic", "sampled", "both")
 MAX_BATCH = 2**24  # samples per rollout batch (T x E); beyond this the buffers alone are GBs
 
 
@@ -34,7 +35,8 @@ class TrainConfig:
     """Everything a run needs; `config.json` in the run directory is this, serialized."""
 
     # Added after the first run-directory format (a config.json without them is complete).
-    ADDED_FIELDS: ClassVar[frozenset] = frozenset({"backend", "preset", "overrides"})
+    ADDED_FIELDS: ClassVar[frozenset] = frozenset({"backend", "preset", "overrides",
+                                                   "eval_mode"})
 
     algo: str = param("mcpo", "Algorithm to train (the list is at the top of `mcpo train --help`).")
     env_id: str = param("Pendulum-v1", "Gymnasium environment id.")
@@ -72,8 +74,12 @@ class TrainConfig:
     snapshots: int = param(10, "Also keep this many evenly spaced checkpoints over the run "
                            "(checkpoints/step_<n>.ckpt; 0: only the latest).", low=0,
                            high=10_000)
-    eval_episodes: int = param(10, "Deterministic evaluation episodes at the end (0: none).",
+    eval_episodes: int = param(10, "Evaluation episodes at the end (0: none).",
                                low=0, high=10**6)
+    eval_mode: str = param("deterministic", "End-of-run evaluation: 'deterministic' (mean / "
+                           "argmax action), 'sampled' (actions sampled from the policy) or "
+                           "'both' (MiniGrid's preset: a greedy policy that has not converged "
+                           "can loop forever).", choices=EVAL_MODES)
     tensorboard: bool = param(True, "Write TensorBoard events.")
     progress: bool = param(True, "Show a progress bar.")
     # Provenance, filled by mcpo.presets.make_config: which preset and which fields the user

@@ -5,6 +5,27 @@ the first observation of the next episode and hands the episode's last observati
 `final_obs`. Every step returned is therefore a real transition; the reset never appears as a
 transition to train on. Gymnasium's vector envs default to next-step autoreset, so the
 `async` backend forces `AutoresetMode.SAME_STEP` and checks the mode it got.
+
+Observations keep their shape and dtype when they are uint8 (Atari frames, MiniGrid grids: they
+stay uint8 in the rollout buffers and the networks scale or encode them); any other Box
+observation is flattened to a float32 vector, as before. `obs_shape`/`obs_dtype` of a vector env
+say which. Per family (docs/design.md §3):
+
+* MiniGrid: the Dict observation becomes one uint8 vector, the 7x7x3 egocentric symbolic image
+  (object, colour, state indices per cell) flattened, then the agent's direction
+  (`MiniGridObs`); `mcpo.networks` one-hot encodes it.
+* Atari (`ALE/<Game>-v5`): Gymnasium's `AtariPreprocessing` (30 no-op starts, frame skip 4 with
+  max-pooling of the last two frames, 84x84 grayscale) over `gym.make(id, frameskip=1)` (sticky
+  actions 0.25 as v5 defines them), then `FrameStackObservation(4)` (newest frame last). For
+  training only, `AtariTrainingSignals` adds episodic life (a lost life ends the *learning*
+  episode) and reward clipping to the sign; the score logged is the raw game score of the whole
+  game, and evaluation uses the env without these signals.
+
+A vector-env backend is any object with `num_envs`, `single_observation_space`,
+`single_action_space`, `obs_shape`, `obs_dtype`, `reset(seeds) -> obs` and
+`step(actions) -> VecStep` (same-step autoreset; `score` and `episode_end` carry the logged
+episode, `reward` and `terminated` what is learned from), and `close()`: the Collector uses
+nothing else, so another backend (envpool) plugs in by providing these.
 """
 
 from __future__ import annotations
@@ -13,7 +34,7 @@ import difflib
 import importlib
 import signal
 import threading
-from typing import Callable
+from typing import Callable, NamedTuple
 
 import gymnasium as gym
 import numpy as np
@@ -26,7 +47,11 @@ BACKENDS = ("gymnasium",)
 # Packages that register extra env ids on import, and the extra that installs them.
 _REGISTERING_MODULES = ("minigrid", "ale_py")
 _EXTRA_FOR_DEPENDENCY = {"box2d": "box2d", "Box2D": "box2d", "mujoco": "mujoco",
-                         "pygame": "video", "imageio": "video"}
+                         "pygame": "video", "imageio": "video", "ale_py": "atari",
+                         "ale-py": "atari", "cv2": "atari", "opencv": "atari",
+                         "minigrid": "minigrid"}
+# Families whose ids are registered by an optional package: (package to import, extra).
+_FAMILY_PACKAGE = {"minigrid": ("minigrid", "minigrid"), "atari": ("ale_py", "atari")}
 
 # Env families (the unit of the training presets, mcpo.presets): by the registered entry
 # point's package, or by the id's prefix when the package that registers it is missing.
@@ -65,6 +90,14 @@ def _import_optional_registries() -> None:
             pass
 
 
+def _importable(module: str) -> bool:
+    try:
+        importlib.import_module(module)
+        return True
+    except Exception:  # ImportError, or a broken install failing at import
+        return False
+
+
 def check_env_id(env_id: str, backend: str = "gymnasium") -> None:
     """Raise ConfigError for an unknown env id, suggesting close matches."""
     if not isinstance(env_id, str) or not env_id:
@@ -74,19 +107,34 @@ def check_env_id(env_id: str, backend: str = "gymnasium") -> None:
     _import_optional_registries()
     if env_id in gym.registry:
         return
+    fam = next((f for prefix, f in _FAMILY_OF_PREFIX if env_id.startswith(prefix)), None)
+    if fam in _FAMILY_PACKAGE and not _importable(_FAMILY_PACKAGE[fam][0]):
+        pkg, extra = _FAMILY_PACKAGE[fam]
+        raise ConfigError(f"Environment {env_id!r} is a {fam} environment, and the package "
+                          f"that provides it ({pkg}) is not installed. Fix: pip install "
+                          f"'mcpo[{extra}]' (or, from a source checkout, pip install -e "
+                          f"\".[{extra}]\").")
     close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise ConfigError(f"Unknown environment id {env_id!r}.{hint} Ids are Gymnasium's "
                       f"registered ids, e.g. 'Pendulum-v1', 'CartPole-v1', 'HalfCheetah-v5'.")
 
 
-def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
-    """gym.make with missing-dependency errors turned into a clear ConfigError."""
+def make_env(env_id: str, render_mode: str | None = None, training: bool = False) -> gym.Env:
+    """gym.make plus the family's standard wrappers (see the module docstring), with
+    missing-dependency errors turned into a clear ConfigError. `training=True` adds what only
+    training uses (Atari: episodic life and reward clipping); evaluation leaves it out."""
     check_env_id(env_id)
+    fam = env_family(env_id)
+    kwargs = {} if render_mode is None else {"render_mode": render_mode}
     try:
-        env = (gym.make(env_id) if render_mode is None
-               else gym.make(env_id, render_mode=render_mode))
-    except gym.error.DependencyNotInstalled as e:
+        if fam == "atari":
+            env = _make_atari(env_id, training, **kwargs)
+        else:
+            env = gym.make(env_id, **kwargs)
+            if fam == "minigrid":
+                env = MiniGridObs(env)
+    except (gym.error.DependencyNotInstalled, ImportError) as e:
         extra = next((x for k, x in _EXTRA_FOR_DEPENDENCY.items() if k in str(e)), None)
         how = f"pip install 'mcpo[{extra}]'" if extra else "install the package it names"
         raise ConfigError(f"Environment {env_id!r} needs a package that is not installed "
@@ -95,19 +143,98 @@ def make_env(env_id: str, render_mode: str | None = None) -> gym.Env:
     return env
 
 
-SUPPORTED_ACTIONS = "Box of shape (n,) (continuous) or Discrete(n) starting at 0"
+SUPPORTED_SPACES = ("observations: a Box (a float vector of any shape, flattened; or uint8 "
+                    "images/grids, kept as they are), or MiniGrid's Dict (image + direction, "
+                    "which mcpo packs into one uint8 vector); actions: Box of shape (n,) "
+                    "(continuous) or Discrete(n) starting at 0")
 
 
 def check_spaces(env_id: str, obs_space, action_space) -> None:
     if not isinstance(obs_space, gym.spaces.Box):
-        raise ConfigError(f"{env_id}: observation space {obs_space} is not supported; the MLP "
-                          f"networks need a Box (vector) observation (gymnasium.wrappers."
-                          f"FlattenObservation turns Dict, Tuple and Discrete ones into one).")
+        raise ConfigError(f"{env_id}: observation space {obs_space} is not supported. "
+                          f"Supported: {SUPPORTED_SPACES} (gymnasium.wrappers."
+                          f"FlattenObservation turns other Dict, Tuple and Discrete ones into "
+                          f"a Box).")
     if not ((isinstance(action_space, gym.spaces.Box) and len(action_space.shape) == 1)
             or (isinstance(action_space, gym.spaces.Discrete) and int(action_space.start) == 0)):
-        raise ConfigError(f"{env_id}: action space {action_space} is not supported; supported "
-                          f"are {SUPPORTED_ACTIONS} (a gymnasium.ActionWrapper can map the "
-                          f"env's actions to one of these).")
+        raise ConfigError(f"{env_id}: action space {action_space} is not supported. "
+                          f"Supported: {SUPPORTED_SPACES} (a gymnasium.ActionWrapper can map "
+                          f"the env's actions to one of these).")
+
+
+def network_kind(env_id: str, obs_space) -> str:
+    """Which network family `mcpo.networks.make_policy` builds for an env: 'minigrid' (one-hot
+    grid encoder + MLPs), 'nature-cnn' (uint8 image stacks: Atari) or 'mlp' (vectors)."""
+    if env_family(env_id) == "minigrid":
+        return "minigrid"
+    if obs_space.dtype == np.uint8 and len(obs_space.shape) == 3:
+        return "nature-cnn"
+    return "mlp"
+
+
+# ---------------------------------------------------------------------------------------------
+# Family wrappers
+# ---------------------------------------------------------------------------------------------
+class MiniGridObs(gym.ObservationWrapper):
+    """MiniGrid's Dict observation -> one uint8 vector: the egocentric 7x7x3 symbolic image
+    (object, colour, state index per cell) flattened row-major, then the direction (0-3).
+    The mission string is dropped (fixed per env id for Unlock/UnlockPickup)."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        img = env.observation_space["image"]
+        self.image_shape = tuple(img.shape)
+        n = int(np.prod(img.shape)) + 1
+        self.observation_space = gym.spaces.Box(0, 255, (n,), np.uint8)
+
+    def observation(self, obs):
+        return pack_minigrid_obs(obs)
+
+
+def pack_minigrid_obs(obs: dict) -> np.ndarray:
+    """The MiniGridObs packing of a raw MiniGrid observation, or of a batch of them (a
+    vector env's dict of arrays); also used by `Agent.act`."""
+    direction = np.asarray(obs["direction"], np.uint8)
+    img = np.asarray(obs["image"], np.uint8).reshape(direction.shape + (-1,))
+    return np.concatenate([img, direction[..., None]], axis=-1)
+
+
+def _make_atari(env_id: str, training: bool, **kwargs) -> gym.Env:
+    import ale_py  # optional extra: mcpo[atari]
+
+    gym.register_envs(ale_py)
+    # frameskip=1 so that AtariPreprocessing does the skipping (and its max-pooling); v5's
+    # sticky actions (repeat_action_probability 0.25) and 108k-frame limit stay as registered.
+    env = gym.make(env_id, frameskip=1, **kwargs)
+    env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=4, screen_size=84,
+                                          terminal_on_life_loss=False, grayscale_obs=True,
+                                          scale_obs=False)
+    env = gym.wrappers.FrameStackObservation(env, 4)  # (4, 84, 84), newest frame last
+    return AtariTrainingSignals(env) if training else env
+
+
+class AtariTrainingSignals(gym.Wrapper):
+    """Training-only Atari signals (Mnih et al. 2015's episodic life and reward clipping), given
+    without changing the game: a lost life sets info['life_lost'] (the vector env then marks
+    the transition terminal for GAE, but the game goes on: no reset, so the logged episode is
+    the whole game), and the reward becomes its sign, the raw reward in info['score']."""
+
+    def __init__(self, env: gym.Env):
+        super().__init__(env)
+        self._lives = 0
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self._lives = self.env.unwrapped.ale.lives()
+        return obs, info
+
+    def step(self, action):
+        obs, r, term, trunc, info = self.env.step(action)
+        lives = self.env.unwrapped.ale.lives()
+        info = dict(info, life_lost=bool(lives < self._lives and not (term or trunc)),
+                    score=float(r))
+        self._lives = lives
+        return obs, float(np.sign(r)), term, trunc, info
 
 
 def env_seeds(seed: int, epoch: int, num_envs: int) -> list[int]:
@@ -115,6 +242,29 @@ def env_seeds(seed: int, epoch: int, num_envs: int) -> list[int]:
     environments from the iteration it resumes at (docs/design.md §8)."""
     ss = np.random.SeedSequence([seed, epoch, 0x5EED])
     return [int(s) for s in ss.generate_state(num_envs, dtype=np.uint32)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Vector envs
+# ---------------------------------------------------------------------------------------------
+class VecStep(NamedTuple):
+    """One step of every sub-env (same-step autoreset)."""
+
+    obs: np.ndarray          # (E, *obs_shape): next obs (the new episode's first after an end)
+    reward: np.ndarray       # (E,) float64, the reward to learn from (Atari: clipped)
+    terminated: np.ndarray   # (E,) for learning: no bootstrap (Atari: also a lost life)
+    truncated: np.ndarray    # (E,) time-limit ends that are not terminations
+    final_obs: np.ndarray    # (E, *obs_shape): last obs of episodes that ended, else 0
+    score: np.ndarray        # (E,) the raw reward, summed into the logged episode return
+    episode_end: np.ndarray  # (E,) the env's episode ended (and was reset): logged episodes
+
+
+def obs_layout(space) -> tuple[tuple[int, ...], np.dtype]:
+    """(shape, dtype) observations take in the harness: uint8 stays as it is, anything else is
+    a flat float32 vector."""
+    if space.dtype == np.uint8:
+        return tuple(space.shape), np.dtype(np.uint8)
+    return (int(np.prod(space.shape)),), np.dtype(np.float32)
 
 
 class SyncVecEnv:
@@ -132,31 +282,43 @@ class SyncVecEnv:
         self.num_envs = len(self.envs)
         self.single_observation_space = self.envs[0].observation_space
         self.single_action_space = self.envs[0].action_space
-        self.obs_dim = int(np.prod(self.single_observation_space.shape))
+        self.obs_shape, self.obs_dtype = obs_layout(self.single_observation_space)
+
+    def _obs(self, o):
+        return np.asarray(o, self.obs_dtype).reshape(self.obs_shape)
 
     def reset(self, seeds: list[int]) -> np.ndarray:
-        obs = np.empty((self.num_envs, self.obs_dim), np.float32)
+        obs = np.empty((self.num_envs,) + self.obs_shape, self.obs_dtype)
         for i, (env, s) in enumerate(zip(self.envs, seeds)):
             o, _ = env.reset(seed=s)
-            obs[i] = np.asarray(o, np.float32).reshape(-1)
+            obs[i] = self._obs(o)
         return obs
 
-    def step(self, actions):
-        n = self.num_envs
-        obs = np.empty((n, self.obs_dim), np.float32)
-        final_obs = np.zeros((n, self.obs_dim), np.float32)
+    def step(self, actions) -> VecStep:
+        n, shape, dtype = self.num_envs, self.obs_shape, self.obs_dtype
+        obs = np.empty((n,) + shape, dtype)
+        final_obs = np.zeros((n,) + shape, dtype)
         rew = np.empty(n, np.float64)
+        score = rew
         term = np.zeros(n, bool)
         trunc = np.zeros(n, bool)
+        ended = np.zeros(n, bool)
         for i, env in enumerate(self.envs):
-            o, r, te, tr, _ = env.step(actions[i])
+            o, r, te, tr, info = env.step(actions[i])
             rew[i] = r
+            if "score" in info:  # Atari training signals (AtariTrainingSignals)
+                if score is rew:
+                    score = rew.copy()
+                score[i] = info["score"]
+                te = te or info["life_lost"]
             if te or tr:
                 term[i], trunc[i] = te, tr and not te
-                final_obs[i] = np.asarray(o, np.float32).reshape(-1)
+            if (te and not info.get("life_lost", False)) or tr:
+                ended[i] = True
+                final_obs[i] = self._obs(o)
                 o, _ = env.reset()
-            obs[i] = np.asarray(o, np.float32).reshape(-1)
-        return obs, rew, term, trunc, final_obs
+            obs[i] = self._obs(o)
+        return VecStep(obs, rew, term, trunc, final_obs, score, ended)
 
     def close(self):
         for env in self.envs:
@@ -204,22 +366,31 @@ class GymVecEnv:
         self.num_envs = vec.num_envs
         self.single_observation_space = vec.single_observation_space
         self.single_action_space = vec.single_action_space
-        self.obs_dim = int(np.prod(self.single_observation_space.shape))
+        self.obs_shape, self.obs_dtype = obs_layout(self.single_observation_space)
+
+    def _obs(self, o):
+        return np.asarray(o, self.obs_dtype).reshape((self.num_envs,) + self.obs_shape)
 
     def reset(self, seeds: list[int]) -> np.ndarray:
         obs, _ = self.vec.reset(seed=seeds)
-        return np.asarray(obs, np.float32).reshape(self.num_envs, -1)
+        return self._obs(obs)
 
-    def step(self, actions):
+    def step(self, actions) -> VecStep:
         obs, rew, term, trunc, info = self.vec.step(actions)
         term = np.asarray(term, bool)
-        trunc = np.asarray(trunc, bool) & ~term
-        final_obs = np.zeros((self.num_envs, self.obs_dim), np.float32)
+        ended = term | np.asarray(trunc, bool)
+        rew = np.asarray(rew, np.float64)
+        final_obs = np.zeros((self.num_envs,) + self.obs_shape, self.obs_dtype)
         if "_final_obs" in info:
             for i in np.flatnonzero(info["_final_obs"]):
-                final_obs[i] = np.asarray(info["final_obs"][i], np.float32).reshape(-1)
-        return (np.asarray(obs, np.float32).reshape(self.num_envs, -1),
-                np.asarray(rew, np.float64), term, trunc, final_obs)
+                final_obs[i] = np.asarray(info["final_obs"][i], self.obs_dtype).reshape(
+                    self.obs_shape)
+        score = rew
+        if "score" in info or "final_info" in info:  # Atari training signals
+            score = _gym_info(info, "score", rew)
+            term = term | _gym_info(info, "life_lost", np.zeros(self.num_envs, bool))
+        trunc = np.asarray(trunc, bool) & ~term
+        return VecStep(self._obs(obs), rew, term, trunc, final_obs, score, ended)
 
     def close(self):
         try:
@@ -228,9 +399,22 @@ class GymVecEnv:
             self.vec.close(terminate=True)
 
 
-def make_vec_env(env_id: str, num_envs: int, backend: str = "sync"):
+def _gym_info(info: dict, key: str, default: np.ndarray) -> np.ndarray:
+    """Per-env values of an info key from a Gymnasium vector env's batched info dict; in
+    SAME_STEP mode an ending step's own info is under 'final_info'."""
+    out = np.array(default, copy=True)
+    for src in (info, info.get("final_info") or {}):
+        if key in src:
+            mask = np.asarray(src["_" + key], bool)
+            out[mask] = np.asarray(src[key])[mask]
+    return out
+
+
+def make_vec_env(env_id: str, num_envs: int, backend: str = "sync", training: bool = True):
+    """`num_envs` copies of `make_env(env_id, training=training)` as a same-step-autoreset
+    vector env."""
     make_env(env_id).close()  # validates id, dependencies and spaces in this process
-    fns = [lambda: gym.make(env_id) for _ in range(num_envs)]
+    fns = [lambda: make_env(env_id, training=training) for _ in range(num_envs)]
     if backend == "sync":
         return SyncVecEnv(fns)
     if backend == "gym-sync":  # reference implementation, used by tests

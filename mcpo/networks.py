@@ -5,12 +5,28 @@ Parameters are nested dicts/lists of arrays, so MCPO can mix policies leaf by le
 `xp`, so the same function runs jitted in JAX for the update and in NumPy on a host copy of the
 parameters during the rollout (a jitted call costs ~40-150 us of dispatch on CPU per step, the
 NumPy forward of a 64x64 MLP ~15 us; see benchmarks/RESULTS.md).
+
+Every policy has the same interface, used by the rollout and every algorithm:
+`init(key) -> {"actor", "critic"}`, `dist_params(params["actor"], obs)`,
+`value(params, obs)` (the whole params: a shared trunk lives in the actor), and the host-side
+sampling methods (`host_params`, `sample_noise`, `perturbation_np`, `sample_perturbed_np`,
+`sample_np`, `mode_np`). "The policy" -- what MCPO's memory stores and mixes, what TRPO's
+natural gradient moves -- is always `params["actor"]`.
+
+* `MLPActorCritic`: separate actor and critic MLPs (64-64 tanh) for vector observations, with
+  an optional fixed `encoder` in front of both: MiniGrid's one-hot grid encoding
+  (`MiniGridOneHot`, docs/design.md §3).
+* `NatureCNNActorCritic`: Mnih et al. 2015's CNN trunk shared by a policy head and a value
+  head (Atari). The trunk is part of the actor (so MCPO's memory stores trunk + policy head);
+  the critic is the value head alone, and `value` runs it on the actor's trunk. Host-side
+  sampling is a jitted JAX forward on the batch of envs (a NumPy CNN would be far slower).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 
 import gymnasium as gym
 import jax
@@ -40,13 +56,62 @@ def mlp(layers, x, xp=jnp):
     return x
 
 
+def one_hot(x, n: int, xp=jnp):
+    """One-hot of integer array x over the last new axis (zeros where x is outside [0, n))."""
+    return (x[..., None] == xp.arange(n)).astype(xp.float32)
+
+
+@dataclass(frozen=True)
+class MiniGridOneHot:
+    """MiniGrid's packed observation (mcpo.envs.MiniGridObs: 7x7 cells x (object, colour,
+    state) indices, then the direction) -> one-hot vector: per cell 11 + 6 + 3, then 4 for the
+    direction (7*7*20 + 4 = 984). Followed by a dense layer this is a learned embedding of each
+    (cell, object/colour/state) summed; the indices are categories, not magnitudes, so they are
+    never fed as numbers (docs/design.md §3)."""
+
+    cells: int = 49
+    sizes: tuple[int, ...] = (11, 6, 3)   # minigrid's OBJECT_TO_IDX, COLOR_TO_IDX, STATE_TO_IDX
+    directions: int = 4
+
+    @property
+    def dim(self) -> int:
+        return self.cells * sum(self.sizes) + self.directions
+
+    def dense_np(self, obs: np.ndarray, layer) -> np.ndarray:
+        """one_hot(obs) @ w + b without building the one-hot: the sum of the rows of w that
+        the 148 active entries select (NumPy, host-side sampling; a (16, 984) @ (984, 64)
+        matmul costs ~100x more here when the BLAS threads compete for 2 busy cores).
+        Indices must be in range, as MiniGrid's always are."""
+        k = len(self.sizes)
+        n = self.cells * k
+        offsets = np.concatenate([[0], np.cumsum(self.sizes)[:-1]])
+        cell_base = (np.arange(self.cells) * sum(self.sizes))[:, None] + offsets  # (cells, k)
+        idx = obs[..., :n].astype(np.int64).reshape(obs.shape[:-1] + (self.cells, k))
+        idx = (idx + cell_base).reshape(obs.shape[:-1] + (n,))
+        idx = np.concatenate([idx, obs[..., -1:].astype(np.int64) + self.cells * sum(self.sizes)],
+                             axis=-1)
+        return np.asarray(layer["w"])[idx].sum(axis=-2) + layer["b"]
+
+    def __call__(self, obs, xp=jnp):
+        k = len(self.sizes)
+        cells = obs[..., : self.cells * k].reshape(obs.shape[:-1] + (self.cells, k))
+        parts = [one_hot(cells[..., i], n, xp) for i, n in enumerate(self.sizes)]
+        grid = xp.concatenate(parts, axis=-1).reshape(obs.shape[:-1] + (-1,))
+        return xp.concatenate([grid, one_hot(obs[..., -1], self.directions, xp)], axis=-1)
+
+
 @dataclass(frozen=True)
 class MLPActorCritic:
-    """Separate actor and critic MLPs for vector observations (docs/design.md §3)."""
+    """Separate actor and critic MLPs for vector observations (docs/design.md §3), after an
+    optional fixed `encoder` (obs -> features; `obs_dim` is then the feature size)."""
 
     obs_dim: int
     dist: Distribution
     hidden_sizes: tuple[int, ...] = (64, 64)
+    encoder: MiniGridOneHot | None = None
+
+    def encode(self, obs, xp=jnp):
+        return obs if self.encoder is None else self.encoder(obs, xp)
 
     def init(self, key):
         ka, kc = jax.random.split(key)
@@ -61,33 +126,40 @@ class MLPActorCritic:
 
     def dist_params(self, actor, obs, xp=jnp):
         """Per-state distribution parameters (see mcpo.distributions)."""
-        out = mlp(actor["mlp"], obs, xp)
+        out = mlp(actor["mlp"], self.encode(obs, xp), xp)
         if isinstance(self.dist, DiagGaussian):
             log_std = xp.broadcast_to(actor["log_std"], out.shape)
             return xp.concatenate([out, log_std], axis=-1)
         return out
 
-    def value(self, critic, obs, xp=jnp):
-        return mlp(critic["mlp"], obs, xp)[..., 0]
+    def value(self, params, obs, xp=jnp):
+        """V(s); takes the whole params (a shared trunk would be in the actor)."""
+        return mlp(params["critic"]["mlp"], self.encode(obs, xp), xp)[..., 0]
 
     # Host-side sampling for the rollout (NumPy, no JAX dispatch) ----------------------------
+    def host_params(self, actor):
+        """The actor as the sampling methods take it: a NumPy copy."""
+        return jax.tree.map(np.asarray, jax.device_get(actor))
+
     def sample_noise(self, rng: np.random.Generator, prefix: tuple) -> np.ndarray:
         """All the randomness a rollout's action sampling needs, drawn in one call."""
-        if isinstance(self.dist, DiagGaussian):
-            return rng.standard_normal(prefix + (self.dist.act_dim,), dtype=np.float32)
-        return rng.random(prefix + (self.dist.n,), dtype=np.float32)
+        return _sample_noise(self.dist, rng, prefix)
 
     def perturbation_np(self, actor_np, noise: np.ndarray) -> np.ndarray:
         """`sample_noise` output -> what is added to the actor's output to sample: std * eps
         (Gaussian reparameterization) or Gumbel noise -log(-log u) (Gumbel-max). Done for a
         whole rollout in one call; elementwise, so the actions equal per-step sampling."""
-        if isinstance(self.dist, DiagGaussian):
-            return np.exp(actor_np["log_std"]) * noise
-        return -np.log(-np.log(noise + 1e-20) + 1e-20)
+        return _perturbation(self.dist, actor_np, noise)
+
+    def _forward_np(self, layers, obs: np.ndarray) -> np.ndarray:
+        if self.encoder is None:
+            return mlp(layers, obs, np)
+        h = self.encoder.dense_np(obs, layers[0])  # = mlp's first layer on encode(obs)
+        return mlp(layers[1:], np.tanh(h), np) if len(layers) > 1 else h
 
     def sample_perturbed_np(self, actor_np, obs: np.ndarray, perturbation: np.ndarray):
         """Actions for a batch of observations given `perturbation_np` output."""
-        out = mlp(actor_np["mlp"], obs, np)
+        out = self._forward_np(actor_np["mlp"], obs)
         if isinstance(self.dist, DiagGaussian):
             return out + perturbation
         return np.argmax(out + perturbation, axis=-1)
@@ -97,17 +169,152 @@ class MLPActorCritic:
         return self.sample_perturbed_np(actor_np, obs, self.perturbation_np(actor_np, noise))
 
     def mode_np(self, actor_np, obs: np.ndarray) -> np.ndarray:
-        out = mlp(actor_np["mlp"], obs, np)
+        out = self._forward_np(actor_np["mlp"], obs)
         if isinstance(self.dist, Categorical):
             return np.argmax(out, axis=-1)
         return out
 
 
-def make_policy(obs_space, action_space, hidden_sizes=(64, 64)) -> MLPActorCritic:
+def _sample_noise(dist, rng: np.random.Generator, prefix: tuple) -> np.ndarray:
+    if isinstance(dist, DiagGaussian):
+        return rng.standard_normal(prefix + (dist.act_dim,), dtype=np.float32)
+    return rng.random(prefix + (dist.n,), dtype=np.float32)
+
+
+def _perturbation(dist, actor, noise: np.ndarray) -> np.ndarray:
+    if isinstance(dist, DiagGaussian):
+        return np.exp(np.asarray(actor["log_std"])) * noise
+    return -np.log(-np.log(noise + 1e-20) + 1e-20)
+
+
+# ---------------------------------------------------------------------------------------------
+# Nature-DQN CNN with a shared trunk (Atari)
+# ---------------------------------------------------------------------------------------------
+# Mnih et al. 2015 (Nature), "Methods: model architecture": 32 8x8 filters stride 4, 64 4x4
+# stride 2, 64 3x3 stride 1, each ReLU, then a 512-unit ReLU layer.
+NATURE_CONVS = ((32, 8, 4), (64, 4, 2), (64, 3, 1))  # (filters, kernel, stride)
+NATURE_HIDDEN = 512
+
+
+def _dense_init(key, n_in, n_out, gain):
+    return {"w": jax.nn.initializers.orthogonal(gain)(key, (n_in, n_out), jnp.float32),
+            "b": jnp.zeros((n_out,), jnp.float32)}
+
+
+def nature_trunk(trunk, obs):
+    """(..., C, H, W) uint8 frames -> (..., 512) features; scaled to [0, 1] here, so the
+    rollout buffers stay uint8."""
+    lead = obs.shape[:-3]
+    x = obs.reshape((-1,) + obs.shape[-3:]).astype(jnp.float32) / 255.0
+    x = jnp.transpose(x, (0, 2, 3, 1))  # NCHW (frame stack first) -> NHWC
+    for layer, (_, _, stride) in zip(trunk["conv"], NATURE_CONVS):
+        x = jax.lax.conv_general_dilated(x, layer["w"], (stride, stride), "VALID",
+                                         dimension_numbers=("NHWC", "HWIO", "NHWC"))
+        x = jax.nn.relu(x + layer["b"])
+    x = x.reshape((x.shape[0], -1))
+    x = jax.nn.relu(x @ trunk["fc"]["w"] + trunk["fc"]["b"])
+    return x.reshape(lead + (x.shape[-1],))
+
+
+@dataclass(frozen=True)
+class NatureCNNActorCritic:
+    """Nature-DQN trunk shared by the policy and value heads (orthogonal init: gain sqrt 2 in
+    the trunk, 0.01 for the policy head, 1 for the value head; ReLU). params["actor"] =
+    {"trunk", "pi" (, "log_std")}, params["critic"] = {"v"}: the value head reads the actor's
+    trunk, and the value loss trains the trunk too (one shared network, as in the PPO paper's
+    Atari experiments)."""
+
+    obs_shape: tuple[int, int, int]   # (C, H, W): stacked frames first
+    dist: Distribution
+
+    @property
+    def feature_map(self) -> tuple[int, int]:
+        h, w = self.obs_shape[1:]
+        for _, k, s in NATURE_CONVS:
+            h, w = (h - k) // s + 1, (w - k) // s + 1
+        return h, w
+
+    def init(self, key):
+        keys = jax.random.split(key, len(NATURE_CONVS) + 3)
+        gain = math.sqrt(2.0)
+        conv, c_in = [], self.obs_shape[0]
+        for k, (c_out, size, _) in zip(keys, NATURE_CONVS):
+            w = jax.nn.initializers.orthogonal(gain)(k, (size, size, c_in, c_out), jnp.float32)
+            conv.append({"w": w, "b": jnp.zeros((c_out,), jnp.float32)})
+            c_in = c_out
+        h, w = self.feature_map
+        n = len(NATURE_CONVS)
+        trunk = {"conv": conv, "fc": _dense_init(keys[n], h * w * c_in, NATURE_HIDDEN, gain)}
+        n_out = self.dist.act_dim if isinstance(self.dist, DiagGaussian) else self.dist.n
+        actor = {"trunk": trunk, "pi": _dense_init(keys[n + 1], NATURE_HIDDEN, n_out, 0.01)}
+        if isinstance(self.dist, DiagGaussian):
+            actor["log_std"] = jnp.zeros((self.dist.act_dim,), jnp.float32)
+        return {"actor": actor, "critic": {"v": _dense_init(keys[n + 2], NATURE_HIDDEN, 1, 1.0)}}
+
+    def _head(self, actor, features):
+        out = features @ actor["pi"]["w"] + actor["pi"]["b"]
+        if isinstance(self.dist, DiagGaussian):
+            return jnp.concatenate([out, jnp.broadcast_to(actor["log_std"], out.shape)], -1)
+        return out
+
+    def dist_params(self, actor, obs, xp=jnp):
+        return self._head(actor, nature_trunk(actor["trunk"], obs))
+
+    def value(self, params, obs, xp=jnp):
+        f = nature_trunk(params["actor"]["trunk"], obs)
+        v = params["critic"]["v"]
+        return (f @ v["w"] + v["b"])[..., 0]
+
+    # Host-side sampling: one jitted forward per env step on the batch of envs ------------------
+    def host_params(self, actor):
+        return jax.device_put(actor)
+
+    def sample_noise(self, rng: np.random.Generator, prefix: tuple) -> np.ndarray:
+        return _sample_noise(self.dist, rng, prefix)
+
+    def perturbation_np(self, actor, noise: np.ndarray) -> np.ndarray:
+        return _perturbation(self.dist, actor, noise)
+
+    def sample_perturbed_np(self, actor, obs: np.ndarray, perturbation: np.ndarray):
+        return np.asarray(_cnn_sample(self, actor, obs, perturbation))
+
+    def sample_np(self, actor, obs: np.ndarray, noise: np.ndarray) -> np.ndarray:
+        return self.sample_perturbed_np(actor, obs, self.perturbation_np(actor, noise))
+
+    def mode_np(self, actor, obs: np.ndarray) -> np.ndarray:
+        return np.asarray(_cnn_mode(self, actor, obs))
+
+
+@partial(jax.jit, static_argnums=0)
+def _cnn_sample(policy: NatureCNNActorCritic, actor, obs, perturbation):
+    out = policy.dist_params(actor, obs)
+    if isinstance(policy.dist, DiagGaussian):
+        return out[..., : policy.dist.act_dim] + perturbation
+    return jnp.argmax(out + perturbation, axis=-1)
+
+
+@partial(jax.jit, static_argnums=0)
+def _cnn_mode(policy: NatureCNNActorCritic, actor, obs):
+    out = policy.dist_params(actor, obs)
+    if isinstance(policy.dist, DiagGaussian):
+        return out[..., : policy.dist.act_dim]
+    return jnp.argmax(out, axis=-1)
+
+
+NETWORKS = ("mlp", "minigrid", "nature-cnn")
+
+
+def make_policy(obs_space, action_space, hidden_sizes=(64, 64), kind: str = "mlp"):
+    """The network for an env (`kind`: mcpo.envs.network_kind)."""
     if isinstance(action_space, gym.spaces.Box):
         dist = DiagGaussian(int(np.prod(action_space.shape)))
     elif isinstance(action_space, gym.spaces.Discrete):
         dist = Categorical(int(action_space.n))
     else:  # checked earlier with a user-facing message (envs.check_spaces)
         raise TypeError(f"unsupported action space {action_space}")
+    if kind == "nature-cnn":
+        return NatureCNNActorCritic(tuple(int(x) for x in obs_space.shape), dist)
+    if kind == "minigrid":
+        enc = MiniGridOneHot(cells=(int(np.prod(obs_space.shape)) - 1) // 3)
+        return MLPActorCritic(enc.dim, dist, tuple(hidden_sizes), enc)
     return MLPActorCritic(int(np.prod(obs_space.shape)), dist, tuple(hidden_sizes))

@@ -26,13 +26,16 @@ class Interrupted(Exception):
 
 
 class Rollout(NamedTuple):
-    obs: np.ndarray         # (T, E, D) normalized observations the policy saw
+    """Observations are (T, E, *obs_shape) in the vector env's dtype: float32 vectors
+    (normalized if norm_obs) or uint8 frames/grids, kept uint8 (the network scales them)."""
+
+    obs: np.ndarray         # (T, E, *obs_shape) normalized observations the policy saw
     actions: np.ndarray     # (T, E, A) unclipped samples, or (T, E) ints
     rewards: np.ndarray     # (T, E) rewards used for learning (scaled if norm_reward)
     terminated: np.ndarray  # (T, E)
     truncated: np.ndarray   # (T, E) time-limit ends that are not terminations
-    final_obs: np.ndarray   # (T, E, D) normalized last obs of episodes ending at t, else 0
-    last_obs: np.ndarray    # (E, D) normalized obs after the last step (bootstrap)
+    final_obs: np.ndarray   # (T, E, *obs_shape) normalized last obs of episodes ending at t
+    last_obs: np.ndarray    # (E, *obs_shape) normalized obs after the last step (bootstrap)
 
 
 class Batch(NamedTuple):
@@ -73,9 +76,9 @@ def make_prepare_batch(policy, gamma: float, lam: float):
     @jax.jit
     def prepare(params, ro: Rollout) -> Batch:
         T, E = ro.rewards.shape
-        values = policy.value(params["critic"], ro.obs)
-        v_last = policy.value(params["critic"], ro.last_obs)
-        v_final = policy.value(params["critic"], ro.final_obs)
+        values = policy.value(params, ro.obs)
+        v_last = policy.value(params, ro.last_obs)
+        v_final = policy.value(params, ro.final_obs)
         dones = jnp.logical_or(ro.terminated, ro.truncated)
         v_next = jnp.concatenate([values[1:], v_last[None]], axis=0)
         v_next = jnp.where(dones, v_final, v_next)
@@ -90,6 +93,16 @@ def make_prepare_batch(policy, gamma: float, lam: float):
     return prepare
 
 
+class Episode(NamedTuple):
+    """A finished episode as logged: the raw return (Atari: the unclipped game score of the
+    whole game), its length, and success: it ended by termination with a positive last reward
+    (MiniGrid: the goal was reached; a time-limit end is never a success)."""
+
+    ret: float
+    length: int
+    success: bool
+
+
 class Collector:
     """Steps the vector env, keeps normalization statistics and episode statistics."""
 
@@ -102,7 +115,9 @@ class Collector:
         self.gamma = gamma
         self.clip_obs = clip_obs
         self.clip_reward = clip_reward
-        self.obs_rms = RunningMeanStd((vec.obs_dim,)) if norm_obs else None
+        if norm_obs and vec.obs_dtype != np.float32:
+            raise ValueError("observation normalization needs float observations")
+        self.obs_rms = RunningMeanStd(vec.obs_shape) if norm_obs else None
         self.ret_rms = RunningMeanStd(()) if norm_reward else None
         space = vec.single_action_space
         self.discrete = not hasattr(space, "low")
@@ -145,10 +160,12 @@ class Collector:
         return normalize_obs(raw, self.obs_rms, self.clip_obs)
 
     def collect(self, actor_np, rng: np.random.Generator, should_stop=lambda: False):
-        """Run T steps; returns (Rollout, list of (episode return, length) finished)."""
-        T, E, D = self.T, self.E, self.vec.obs_dim
-        obs_buf = np.empty((T, E, D), np.float32)
-        fin_buf = np.zeros((T, E, D), np.float32)
+        """Run T steps; returns (Rollout, list of the Episodes finished). `actor_np`: the
+        actor as `policy.host_params` gives it."""
+        T, E = self.T, self.E
+        shape, dtype = (T, E) + self.vec.obs_shape, self.vec.obs_dtype
+        obs_buf = np.empty(shape, dtype)
+        fin_buf = np.zeros(shape, dtype)
         act_buf = (np.empty((T, E), np.int32) if self.discrete
                    else np.empty((T, E) + self.act_shape, np.float32))
         rew_buf = np.empty((T, E), np.float32)
@@ -167,10 +184,9 @@ class Collector:
             act_buf[t] = action
             env_action = (action if self.discrete
                           else np.minimum(np.maximum(action, self.low), self.high))
-            raw, rew, term, trunc, final_raw = self.vec.step(env_action)
-            self.ep_return += rew
+            raw, rew, term, trunc, final_raw, score, ended = self.vec.step(env_action)
+            self.ep_return += score
             self.ep_length += 1
-            done = term | trunc
             if ret_rms is not None:
                 rew = self._scale_reward(rew, ret_rms)
             rew_buf[t] = rew
@@ -178,11 +194,12 @@ class Collector:
             trunc_buf[t] = trunc
             if obs_rms is not None:
                 obs_rms.update(raw)
-            if done.any():
-                idx = np.flatnonzero(done)
+            if ended.any():
+                idx = np.flatnonzero(ended)
                 fin_buf[t, idx] = self._norm(final_raw[idx])
                 for i in idx:
-                    episodes.append((float(self.ep_return[i]), int(self.ep_length[i])))
+                    episodes.append(Episode(float(self.ep_return[i]), int(self.ep_length[i]),
+                                            bool(term[i] and score[i] > 0)))
                 self.ep_return[idx] = 0.0
                 self.ep_length[idx] = 0
                 self.disc_return[idx] = 0.0

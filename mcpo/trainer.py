@@ -29,18 +29,19 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
-from mcpo.agent import Agent, evaluate
+from mcpo.agent import Agent, run_episodes
 from mcpo.algos import ALGOS
 from mcpo.algos.common import all_finite, total_optimizer_steps
 from mcpo.checkpoint import (CHECKPOINT_FORMAT, atomic_write_bytes, check_checkpoint_meta,
                              flatten, load_checkpoint, restore, save_checkpoint)
 from mcpo.config import TrainConfig
-from mcpo.envs import RunningMeanStd, make_vec_env
+from mcpo.envs import RunningMeanStd, env_family, make_vec_env, network_kind
 from mcpo.logger import MetricsLogger, check_metrics
 from mcpo.networks import make_policy
 from mcpo.rollout import Collector, Interrupted, make_prepare_batch
 from mcpo.rundir import (CKPT_DIR, CONFIG, LATEST, METRICS, RESULT, RunDir, check_new,
                          find_checkpoint, snapshot_name)
+from mcpo.scores import atari_game, has_human_scores, human_normalized
 from mcpo.types import CheckpointError, ConfigError, MCPOError, NonFiniteError, StorageError
 
 RECENT_EPISODES = 100
@@ -139,18 +140,42 @@ class RunResult:
     sps: float               # env steps/s over this process's iterations (the whole run's if none)
     wall_time: float
     complete: bool = True    # False when a callback stopped the run early
+    # Added with the MiniGrid and Atari families (nan when they do not apply or did not run):
+    eval_sampled_return_mean: float = math.nan   # evaluation with sampled actions
+    eval_sampled_return_std: float = math.nan
+    final_success_rate: float = math.nan   # MiniGrid: of the last 100 training episodes
+    eval_success_rate: float = math.nan    # MiniGrid: deterministic evaluation
+    eval_sampled_success_rate: float = math.nan
+    final_hns: float = math.nan            # Atari: human-normalized final_return
+    eval_hns: float = math.nan             # Atari: human-normalized eval_return_mean
 
     def summary(self) -> str:
-        ev = ("" if math.isnan(self.eval_return_mean) else
-              f"\n  eval return    {self.eval_return_mean:.2f} +- {self.eval_return_std:.2f} "
-              f"(deterministic)")
+        def ok(x):
+            return not math.isnan(x)
+
+        lines = []
+        if ok(self.final_success_rate):
+            lines.append(f"  train success  {self.final_success_rate:.2f} (same episodes)")
+        if ok(self.final_hns):
+            lines.append(f"  train HNS      {self.final_hns:.3f} (human-normalized)")
+        for mode, mean, std, succ in (
+                ("deterministic", self.eval_return_mean, self.eval_return_std,
+                 self.eval_success_rate),
+                ("sampled", self.eval_sampled_return_mean, self.eval_sampled_return_std,
+                 self.eval_sampled_success_rate)):
+            if ok(mean):
+                extra = f", success {succ:.2f}" if ok(succ) else ""
+                lines.append(f"  eval return    {mean:.2f} +- {std:.2f} ({mode}{extra})")
+        if ok(self.eval_hns):
+            lines.append(f"  eval HNS       {self.eval_hns:.3f} (deterministic)")
         head = "Done" if self.complete else "Stopped early"
-        return (f"{head}: {self.algo} on {self.env_id} (seed {self.seed})\n"
-                f"  steps          {self.global_step:,} in {self.iterations} iterations, "
-                f"{self.wall_time:.1f} s, {self.sps:,.0f} steps/s\n"
-                f"  train return   {self.final_return:.2f} (mean of last "
-                f"{min(self.episodes, RECENT_EPISODES)} episodes){ev}\n"
-                f"  run dir        {self.run_dir}")
+        return "\n".join([
+            f"{head}: {self.algo} on {self.env_id} (seed {self.seed})",
+            f"  steps          {self.global_step:,} in {self.iterations} iterations, "
+            f"{self.wall_time:.1f} s, {self.sps:,.0f} steps/s",
+            f"  train return   {self.final_return:.2f} (mean of last "
+            f"{min(self.episodes, RECENT_EPISODES)} episodes)", *lines,
+            f"  run dir        {self.run_dir}"])
 
     def to_dict(self) -> dict:
         return {k: (None if isinstance(v, float) and math.isnan(v) else v)
@@ -176,8 +201,15 @@ class Trainer:
         self.spec = ALGOS[cfg.algo]
         self.vec = make_vec_env(cfg.env_id, cfg.num_envs, cfg.vec_env)
         try:
+            if cfg.norm_obs and self.vec.obs_dtype != np.float32:
+                raise ConfigError(
+                    f"--norm-obs normalizes vector observations; {cfg.env_id}'s are "
+                    f"{self.vec.obs_dtype} {'x'.join(map(str, self.vec.obs_shape))} (images or "
+                    f"grids, scaled or encoded inside the network). Use --no-norm-obs (the "
+                    f"atari and minigrid presets do).")
             self.policy = make_policy(self.vec.single_observation_space,
-                                      self.vec.single_action_space, cfg.hidden_sizes)
+                                      self.vec.single_action_space, cfg.hidden_sizes,
+                                      network_kind(cfg.env_id, self.vec.single_observation_space))
             self.collector = Collector(self.vec, self.policy, num_steps=cfg.num_steps,
                                        gamma=cfg.gamma, norm_obs=cfg.norm_obs,
                                        norm_reward=cfg.norm_reward, clip_obs=cfg.clip_obs,
@@ -195,6 +227,10 @@ class Trainer:
         self.global_step = 0
         self.episodes = 0
         self.recent = collections.deque(maxlen=RECENT_EPISODES)
+        self.family = env_family(cfg.env_id)
+        # MiniGrid: success of the recent episodes; Atari: the game, for human-normalized scores
+        self.recent_success = collections.deque(maxlen=RECENT_EPISODES)
+        self.game = atari_game(cfg.env_id) if has_human_scores(cfg.env_id) else None
         self.wall_time = 0.0
         self.saved_iteration = -1     # iteration of latest.ckpt (-1: none this run)
         self.saved_snapshot: tuple[int, str] | None = None  # (iteration, file) of the newest
@@ -221,6 +257,7 @@ class Trainer:
         meta = {"format": CHECKPOINT_FORMAT, "algo": self.cfg.algo, "iteration": self.iteration,
                 "global_step": self.global_step, "episodes": self.episodes,
                 "lost_episodes": lost, "recent_returns": list(self.recent),
+                "recent_success": [bool(x) for x in self.recent_success],
                 "csv_rows": self.logger.rows if self.logger else 0,
                 "wall_time": self.wall_time, "config": self.cfg.to_dict()}
         save_checkpoint(path, arrays, meta)
@@ -245,6 +282,7 @@ class Trainer:
         self.global_step = int(meta["global_step"])
         self.episodes = int(meta["episodes"])
         self.recent.extend(meta["recent_returns"])
+        self.recent_success.extend(bool(x) for x in meta.get("recent_success", []))
         self.wall_time = float(meta["wall_time"])
         self.saved_iteration = self.iteration
         return meta
@@ -357,9 +395,10 @@ class Trainer:
         cfg = self.cfg
         t0 = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, self.iteration, 1])
-        actor_np = jax.tree.map(np.asarray, jax.device_get(self.state.params["actor"]))
+        actor_np = self.policy.host_params(self.state.params["actor"])
         ro, episodes = self.collector.collect(actor_np, rng, self._should_stop)
-        self._check_finite({"observations": np.isfinite(ro.obs).all(),
+        self._check_finite({"observations": (not np.issubdtype(ro.obs.dtype, np.floating)
+                                             or np.isfinite(ro.obs).all()),
                             "rewards": np.isfinite(ro.rewards).all()})
         t1 = time.perf_counter()
         batch = self.prepare(self.state.params, ro)
@@ -376,9 +415,10 @@ class Trainer:
         self.global_step += cfg.batch_size
         dt = t2 - t0
         self.wall_time += dt
-        rets = [r for r, _ in episodes]
+        rets = [e.ret for e in episodes]
         self.episodes += len(episodes)
         self.recent.extend(rets)
+        self.recent_success.extend(e.success for e in episodes)
         row = {"iteration": self.iteration, "global_step": self.global_step,
                "wall_time": self.wall_time, "sps": cfg.batch_size / dt,
                "rollout_time": t1 - t0, "update_time": t2 - t1,
@@ -386,9 +426,10 @@ class Trainer:
                "ep_return_mean": float(np.mean(rets)) if rets else float("nan"),
                "ep_return_min": float(np.min(rets)) if rets else float("nan"),
                "ep_return_max": float(np.max(rets)) if rets else float("nan"),
-               "ep_length_mean": (float(np.mean([n for _, n in episodes])) if episodes
+               "ep_length_mean": (float(np.mean([e.length for e in episodes])) if episodes
                                   else float("nan")),
                "recent_return": float(np.mean(self.recent)) if self.recent else float("nan"),
+               **self._family_columns(episodes),
                "learning_rate": self.lr_now(), **stats}
         self._notify("on_iteration", row)
         self.logger.log(row, self.global_step)
@@ -401,6 +442,21 @@ class Trainer:
         if self._crossed_snapshot():
             self.save(self.ckpt_dir / snapshot_name(self.global_step))
 
+    def _family_columns(self, episodes) -> dict:
+        """MiniGrid: success rate of this iteration's episodes and of the last 100; Atari:
+        human-normalized score of this iteration's mean score and of the last 100's."""
+        nan = float("nan")
+        if self.family == "minigrid":
+            return {"success_rate": (float(np.mean([e.success for e in episodes])) if episodes
+                                     else nan),
+                    "recent_success": (float(np.mean(self.recent_success))
+                                       if self.recent_success else nan)}
+        if self.game is not None:
+            hns = lambda x: human_normalized(self.game, x)  # noqa: E731
+            return {"ep_hns_mean": hns(np.mean([e.ret for e in episodes])) if episodes else nan,
+                    "recent_hns": hns(np.mean(self.recent)) if self.recent else nan}
+        return {}
+
     def _crossed_snapshot(self) -> bool:
         """Did this iteration pass one of the `snapshots` evenly spaced points of the run?"""
         n, total = self.cfg.snapshots, self.cfg.num_iterations * self.cfg.batch_size
@@ -412,18 +468,29 @@ class Trainer:
     def _finish(self, elapsed: float, steps: int) -> RunResult:
         cfg = self.cfg
         complete = not self._stop_requested
-        ev_mean = ev_std = float("nan")
+        nan = float("nan")
+        ev = {}  # mode -> (mean return, std, success rate)
+        modes = {"deterministic": (True,), "sampled": (False,), "both": (True, False)}
         if cfg.eval_episodes and complete:
-            try:
-                rets = evaluate(self.agent(), cfg.env_id, cfg.eval_episodes,
-                                seed=cfg.seed + 10_000, deterministic=True,
-                                should_stop=self._should_stop)
-            except Interrupted:
-                raise TrainingInterrupted(self._stop_signal, self.run_dir, self.global_step,
-                                          during="the final evaluation (training is "
-                                          "complete; resuming runs only the evaluation)",
-                                          written=self._wrote_final) from None
-            ev_mean, ev_std = float(np.mean(rets)), float(np.std(rets))
+            for det in modes[cfg.eval_mode]:
+                try:
+                    eps = run_episodes(self.agent(), cfg.env_id, cfg.eval_episodes,
+                                       seed=cfg.seed + 10_000, deterministic=det,
+                                       should_stop=self._should_stop)
+                except Interrupted:
+                    raise TrainingInterrupted(
+                        self._stop_signal, self.run_dir, self.global_step,
+                        during="the final evaluation (training is complete; resuming runs "
+                        "only the evaluation)", written=self._wrote_final) from None
+                rets = [e.ret for e in eps]
+                ev[det] = (float(np.mean(rets)), float(np.std(rets)),
+                           float(np.mean([e.success for e in eps])))
+        ev_mean, ev_std, ev_succ = ev.get(True, (nan, nan, nan))
+        sm_mean, sm_std, sm_succ = ev.get(False, (nan, nan, nan))
+        minigrid = self.family == "minigrid"
+        final_return = float(np.mean(self.recent)) if self.recent else nan
+        hns = (lambda x: human_normalized(self.game, x) if self.game and not math.isnan(x)  # noqa
+               else nan)
         if steps > 0 and elapsed > 0:
             sps = steps / elapsed
         else:  # nothing left to train in this process: the run's own training speed
@@ -431,9 +498,14 @@ class Trainer:
         result = RunResult(
             run_dir=str(self.run_dir), algo=cfg.algo, env_id=cfg.env_id, seed=cfg.seed,
             global_step=self.global_step, iterations=self.iteration, episodes=self.episodes,
-            final_return=float(np.mean(self.recent)) if self.recent else float("nan"),
-            eval_return_mean=ev_mean, eval_return_std=ev_std, sps=sps,
-            wall_time=self.wall_time, complete=complete)
+            final_return=final_return, eval_return_mean=ev_mean, eval_return_std=ev_std,
+            sps=sps, wall_time=self.wall_time, complete=complete,
+            eval_sampled_return_mean=sm_mean, eval_sampled_return_std=sm_std,
+            final_success_rate=(float(np.mean(self.recent_success))
+                                if minigrid and self.recent_success else nan),
+            eval_success_rate=ev_succ if minigrid else nan,
+            eval_sampled_success_rate=sm_succ if minigrid else nan,
+            final_hns=hns(final_return), eval_hns=hns(ev_mean))
         if complete:
             atomic_write_bytes(self.run_dir / RESULT,
                                (json.dumps(result.to_dict(), indent=2) + "\n").encode())

@@ -51,7 +51,7 @@ def test_factors_of_a_linear_softmax_policy_and_linear_critic_by_hand():
     p = np.exp(logits - logits.max(1, keepdims=True))
     p /= p.sum(1, keepdims=True)
     r = np.eye(3)[np.asarray(y)] - p
-    v = np.asarray(policy.value(params["critic"], obs))
+    v = np.asarray(policy.value(params, obs))
     eps = np.asarray(y_v) - v
     np.testing.assert_allclose(np.asarray(A["actor"][0]), A_direct, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(np.asarray(A["critic"][0]), A_direct, rtol=1e-5, atol=1e-6)
@@ -92,7 +92,7 @@ def test_per_example_kronecker_terms_are_the_per_example_gradients(dist):
 
     def loglik_i(p, o, a, t):
         d = policy.dist_params(p["actor"], o[None])
-        v = policy.value(p["critic"], o[None])
+        v = policy.value(p, o[None])
         return policy.dist.log_prob(d, a[None])[0] - 0.5 * (v[0] - t) ** 2
 
     per_ex = jax.vmap(jax.grad(loglik_i), in_axes=(None, 0, 0, 0))(params, obs, y, y_v)
@@ -153,8 +153,8 @@ def make_batch(policy, params, obs, key):
     a = policy.dist.sample(k1, d)
     adv = jax.random.normal(k2, (obs.shape[0],))
     return Batch(obs=obs, actions=a, logp=policy.dist.log_prob(d, a), dist=d,
-                 values=policy.value(params["critic"], obs), advantages=adv,
-                 returns=policy.value(params["critic"], obs) + adv)
+                 values=policy.value(params, obs), advantages=adv,
+                 returns=policy.value(params, obs) + adv)
 
 
 @pytest.mark.parametrize("dist", DISTS, ids=lambda d: d.kind)

@@ -109,8 +109,8 @@ def test_rollout_has_no_autoreset_transitions_and_marks_truncation():
         np.testing.assert_array_equal(ro.final_obs[ends, e, 1], ro.obs[ends, e, 1])
         # and the observation right after an end starts a new episode
         np.testing.assert_array_equal(ro.obs[ends + 1, e, 1], ro.obs[ends, e, 1] + 1)
-    assert [length for _, length in episodes] == [5] * 4
-    assert [ret for ret, _ in episodes] == [5.0] * 4
+    assert [e.length for e in episodes] == [5] * 4
+    assert [e.ret for e in episodes] == [5.0] * 4
 
 
 def test_rollout_marks_termination_not_truncation():

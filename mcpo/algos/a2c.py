@@ -60,7 +60,7 @@ def a2c_loss(params, algo_state, mb, *, policy, vf_coef, ent_coef, norm_adv):
     logp = policy.dist.log_prob(dist, mb.actions)
     adv = normalize(mb.advantages, norm_adv)
     pg_loss = -jnp.mean(logp * adv)
-    v_loss = value_loss(policy, params["critic"], mb)
+    v_loss = value_loss(policy, params, mb)
     entropy = jnp.mean(policy.dist.entropy(dist))
     loss = pg_loss + vf_coef * v_loss - ent_coef * entropy
     return loss, dict(policy_loss=pg_loss, value_loss=v_loss, entropy=entropy)

@@ -44,8 +44,9 @@ import jax.numpy as jnp
 
 from mcpo.algos.a2c import a2c_loss, require_one_step_per_batch
 from mcpo.algos.common import AlgoSpec, TrainState, batch_diagnostics
-from mcpo.types import param
 from mcpo.distributions import DiagGaussian
+from mcpo.networks import MLPActorCritic
+from mcpo.types import ConfigError, param
 
 
 @dataclass(frozen=True)
@@ -118,6 +119,7 @@ def sampled_fisher_taps(policy, params, obs, key):
     (actor: a ~ pi(.|s); critic: y ~ N(V(s), 1)), and every block's input a_bar.
     Returns (g_blocks, abar_blocks, (actions, value targets))."""
     B = obs.shape[0]
+    obs = policy.encode(obs)  # a fixed encoder (MiniGrid's one-hot) is the first block's input
 
     def zeros(layers):
         return [jnp.zeros((B, layer["b"].shape[0]), obs.dtype) for layer in layers]
@@ -176,7 +178,19 @@ def kl_clipped_step_size(eta_max, delta, vFv):
 # ----------------------------------------------------------------------------------------------
 # Algorithm
 # ----------------------------------------------------------------------------------------------
+def check_policy(policy) -> None:
+    """ACKTR's K-FAC here has dense-layer blocks only (MLP actor and critic)."""
+    if not isinstance(policy, MLPActorCritic):
+        raise ConfigError(
+            f"--algo acktr supports MLP networks only (vector observations and MiniGrid); this "
+            f"env's observations need the {type(policy).__name__} (a shared convolutional "
+            f"trunk), and our K-FAC has no convolution blocks (Grosse & Martens 2016's "
+            f"KFC, used by Wu et al. 2017 on Atari, is not implemented). Use --algo a2c, ppo, "
+            f"trpo or mcpo on this env.")
+
+
 def init(cfg, policy, key) -> TrainState:
+    check_policy(policy)
     key, k_net = jax.random.split(key)
     params = policy.init(k_net)
     blocks = to_blocks(params)

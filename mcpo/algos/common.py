@@ -111,8 +111,9 @@ def policy_terms(policy, actor, mb: Batch) -> PolicyTerms:
     return PolicyTerms(dist, logp, logratio, jnp.exp(logratio))
 
 
-def value_loss(policy, critic, mb: Batch):
-    v = policy.value(critic, mb.obs)
+def value_loss(policy, params, mb: Batch):
+    """0.5 E[(V(s) - R)^2]; `params` whole (the value may read a trunk shared with the actor)."""
+    v = policy.value(params, mb.obs)
     return 0.5 * jnp.mean(jnp.square(v - mb.returns))
 
 

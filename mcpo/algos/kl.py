@@ -41,7 +41,7 @@ def kl_penalty_loss(params, algo_state, mb, *, policy, vf_coef, ent_coef, norm_a
     kl = jnp.mean(policy.dist.kl(mb.dist, pt.dist))
     beta = algo_state["beta"]
     pg_loss = -(jnp.mean(pt.ratio * adv) - beta * kl)
-    v_loss = value_loss(policy, params["critic"], mb)
+    v_loss = value_loss(policy, params, mb)
     entropy = jnp.mean(policy.dist.entropy(pt.dist))
     loss = pg_loss + vf_coef * v_loss - ent_coef * entropy
     return loss, dict(policy_loss=pg_loss, value_loss=v_loss, entropy=entropy, kl=kl,

@@ -10,6 +10,14 @@ Per minibatch, inside one jitted update (Algorithm 1, lines 5-9):
    step's own gradient; two Adam optimizers apply them.
 5. diversity-promoting write of the new theta into M                  (Eq. 2); psi_old <- psi
 After the K epochs theta_old <- theta, which the trainer does by sampling with the new theta.
+
+"The policy" theta, the memory's entries theta_i and psi are `params["actor"]` pytrees. With
+separate actor and critic MLPs that is the actor MLP (+ log-std). With Atari's Nature CNN,
+whose trunk is shared by the policy and value heads, it is trunk + policy head: psi mixes the
+trunk weights too (psi = sum_i w_i theta_i leaf by leaf, convolution kernels included), and
+the value head reads theta's trunk. The paper does not say what its Atari memory holds; this
+is our reading (docs/design.md §4): the trunk is part of what defines pi, so a stored policy
+without its trunk would not be a policy.
 """
 
 from __future__ import annotations
@@ -130,7 +138,7 @@ def context_features(policy, params, psi_old, mb, adv, names) -> jax.Array:
         "H_theta": jnp.mean(ent(d_theta)),
         "H_old": jnp.mean(ent(d_old)),
         "H_psiold": jnp.mean(ent(d_psiold)),
-        "value_loss": value_loss(policy, params["critic"], mb),
+        "value_loss": value_loss(policy, params, mb),
     }
     return jax.lax.stop_gradient(jnp.stack([feats[n] for n in names]))
 
@@ -204,7 +212,7 @@ def mcpo_objective(params, attn, algo: MCPOState, mb, *, policy, mc: MCPOConfig,
     l1 = jnp.mean(pt.ratio * adv) - beta * jnp.mean((1.0 - alpha) * kl_old + alpha * kl_psi)
     # Eq. 5: L2 = E[R_t(psi_phi)] = E[tau_t(psi_phi) A_t]
     l2 = jnp.mean(jnp.exp(logp_psi - mb.logp) * adv)
-    v_loss = value_loss(policy, params["critic"], mb)
+    v_loss = value_loss(policy, params, mb)
     entropy = jnp.mean(dist.entropy(pt.dist))
     theta_loss = -l1 + vf_coef * v_loss - ent_coef * entropy
     phi_loss = -l2

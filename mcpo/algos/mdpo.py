@@ -58,7 +58,7 @@ def mdpo_loss(params, algo_state, mb, *, policy, vf_coef, ent_coef, norm_adv):
     # KL[pi_theta || pi_old]: the current policy is the first argument (reversed direction).
     kl = jnp.mean(policy.dist.kl(pt.dist, mb.dist))
     pg_loss = -(jnp.mean(pt.ratio * adv) - algo_state["kl_coef"] * kl)
-    v_loss = value_loss(policy, params["critic"], mb)
+    v_loss = value_loss(policy, params, mb)
     entropy = jnp.mean(policy.dist.entropy(pt.dist))
     loss = pg_loss + vf_coef * v_loss - ent_coef * entropy
     return loss, dict(policy_loss=pg_loss, value_loss=v_loss, entropy=entropy, kl_new_old=kl,

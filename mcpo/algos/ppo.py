@@ -25,7 +25,7 @@ def ppo_loss(params, algo_state, mb, *, policy, clip_coef, vf_coef, ent_coef, no
     surrogate = jnp.minimum(pt.ratio * adv,
                             jnp.clip(pt.ratio, 1.0 - clip_coef, 1.0 + clip_coef) * adv)
     pg_loss = -jnp.mean(surrogate)
-    v_loss = value_loss(policy, params["critic"], mb)
+    v_loss = value_loss(policy, params, mb)
     entropy = jnp.mean(policy.dist.entropy(pt.dist))
     loss = pg_loss + vf_coef * v_loss - ent_coef * entropy
     return loss, dict(policy_loss=pg_loss, value_loss=v_loss, entropy=entropy,

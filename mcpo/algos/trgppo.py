@@ -138,7 +138,7 @@ def trgppo_loss(params, algo_state, mb, *, policy, vf_coef, ent_coef, norm_adv):
     surrogate = jnp.minimum(pt.ratio * adv,
                             jnp.clip(pt.ratio, mb.clip_lower, mb.clip_upper) * adv)
     pg_loss = -jnp.mean(surrogate)
-    v_loss = value_loss(policy, params["critic"], mb)
+    v_loss = value_loss(policy, params, mb)
     entropy = jnp.mean(policy.dist.entropy(pt.dist))
     loss = pg_loss + vf_coef * v_loss - ent_coef * entropy
     clipped = jnp.where(adv >= 0, pt.ratio > mb.clip_upper, pt.ratio < mb.clip_lower)

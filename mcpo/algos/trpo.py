@@ -15,7 +15,10 @@ Per rollout batch, inside one jitted update:
      if none does, theta stays.
 2. Critic: trained separately with Adam (the common --learning-rate) on the value loss over
    --update-epochs x --num-minibatches minibatches (`minibatch_epochs`), as in the PPO
-   harness. The optimizer state in TrainState is the critic's alone.
+   harness. The optimizer state in TrainState is the critic's alone. With a shared trunk
+   (Atari's Nature CNN, whose trunk is part of the actor) the critic step trains the value
+   head on the new actor's trunk features: the trunk moves only by the policy's trust-region
+   step, so the KL constraint still bounds every change of the policy (our reading).
 
 Readings we chose: the surrogate improvement must be > 0 (Schulman's modular_rl code also asks
 for >= 10% of the linearly predicted improvement; the paper's Appendix C only says the line
@@ -27,6 +30,7 @@ matrix, the same one CG solves with; advantages are normalized over the whole ba
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from typing import Callable
 
 import jax
@@ -176,9 +180,10 @@ def make_update(cfg, policy):
     tc: TRPOConfig = cfg.algo_config
     tx = make_optimizer(cfg)
 
-    def critic_step(carry, mb):
+    def critic_step(carry, mb, actor):
         critic, opt_state = carry
-        v_loss, grads = jax.value_and_grad(lambda c: value_loss(policy, c, mb))(critic)
+        v_loss, grads = jax.value_and_grad(
+            lambda c: value_loss(policy, {"actor": actor, "critic": c}, mb))(critic)
         updates, opt_state = tx.update(grads, opt_state, critic)
         return (optax.apply_updates(critic, updates), opt_state), dict(
             value_loss=v_loss, grad_norm=optax.global_norm(grads))
@@ -189,7 +194,7 @@ def make_update(cfg, policy):
                                         ent_coef=cfg.ent_coef, norm_adv=cfg.norm_adv)
         (critic, opt_state), cinfo = minibatch_epochs(
             (state.params["critic"], state.opt_state), batch, k_perm, cfg.update_epochs,
-            cfg.num_minibatches, critic_step)
+            cfg.num_minibatches, partial(critic_step, actor=actor))
         n_steps = cfg.update_epochs * cfg.num_minibatches
         state = state._replace(params={"actor": actor, "critic": critic}, opt_state=opt_state,
                                key=key, n_updates=state.n_updates + n_steps)

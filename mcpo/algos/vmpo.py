@@ -126,7 +126,7 @@ def vmpo_loss(params, duals, mb, *, policy, vc: VMPOConfig, vf_coef, ent_coef, n
     eta_loss = temperature_loss(top_adv, eta, vc.vmpo_eps_eta)  # L_eta
     kl = kl_terms(policy.dist, mb.dist, pt.dist)
     alpha_loss, kl_loss = lagrange_losses(alpha, kl, kl_epsilons(vc, policy.dist))  # L_alpha
-    v_loss = value_loss(policy, params["critic"], mb)
+    v_loss = value_loss(policy, params, mb)
     entropy = jnp.mean(policy.dist.entropy(pt.dist))
     loss = pi_loss + eta_loss + alpha_loss + kl_loss + vf_coef * v_loss - ent_coef * entropy
     info = dict(policy_loss=pi_loss, temperature_loss=eta_loss, alpha_loss=alpha_loss,

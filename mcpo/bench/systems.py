@@ -14,7 +14,7 @@ import numpy as np
 
 from mcpo.bench.sb3 import SB3
 from mcpo.bench.settings import TURN_TIMEOUT, Settings
-from mcpo.envs import env_seeds, make_vec_env
+from mcpo.envs import env_seeds, make_vec_env, network_kind
 from mcpo.networks import make_policy
 from mcpo.rollout import Collector
 from mcpo.trainer import Callback, Trainer
@@ -59,10 +59,11 @@ class RolloutOnly:
         cfg = s.train_config("ppo", env_id)
         self.np, self.seed, self.it = np, s.seed, 0
         self.vec = make_vec_env(env_id, s.num_envs, "sync")
-        policy = make_policy(self.vec.single_observation_space, self.vec.single_action_space,
-                             s.hidden_sizes)
+        space = self.vec.single_observation_space
+        policy = make_policy(space, self.vec.single_action_space, s.hidden_sizes,
+                             network_kind(env_id, space))
         params = jax.jit(policy.init)(jax.random.PRNGKey(s.seed))
-        self.actor = jax.tree.map(np.asarray, jax.device_get(params["actor"]))
+        self.actor = policy.host_params(params["actor"])
         self.collector = Collector(self.vec, policy, num_steps=cfg.num_steps, gamma=cfg.gamma,
                                    norm_obs=cfg.norm_obs, norm_reward=cfg.norm_reward,
                                    clip_obs=cfg.clip_obs, clip_reward=cfg.clip_reward)
