@@ -92,3 +92,29 @@ def read_metrics(path) -> list[dict]:
     with open(path, newline="") as f:
         return [{k: (float(v) if v != "" else float("nan")) for k, v in r.items()}
                 for r in csv.DictReader(f)]
+
+
+def last_metrics_row(path) -> dict | None:
+    """The last complete row of a metrics.csv as floats (None if it has no row yet), read
+    from the file's end: cheap enough to poll while a run is writing (a sweep's progress)."""
+    try:
+        with open(path, "rb") as f:
+            header = f.readline().decode(errors="replace").rstrip("\r\n")
+            f.seek(0, 2)
+            end = f.tell()
+            f.seek(max(0, end - 65536))
+            lines = f.read().decode(errors="replace").splitlines()
+    except OSError:
+        return None
+    if not header or len(lines) < 2:
+        return None
+    columns = next(csv.reader([header]))
+    for line in reversed(lines[1:] if end <= 65536 else lines):
+        values = next(csv.reader([line]), [])
+        if len(values) == len(columns) and line != header:
+            try:
+                return {k: (float(v) if v != "" else float("nan"))
+                        for k, v in zip(columns, values)}
+            except ValueError:
+                continue
+    return None
