@@ -82,20 +82,29 @@ def snapshots(path: Path) -> list[Path]:
 # ----------------------------------------------------------------------------------------------
 # The marker
 # ----------------------------------------------------------------------------------------------
-def read_marker(path: Path) -> dict | None:
-    """run.json's content if `path` is a run directory of a format we know, else None.
-    A run.json that exists but is not ours raises ConfigError naming the file."""
-    f = Path(path) / MARKER
+def read_format_file(f: Path, fmt: str, what: str) -> dict | None:
+    """The JSON object in `f` if it exists (None if not), when its "format" is `fmt`; else
+    ConfigError naming the file. For the markers of run and sweep directories."""
     if not f.is_file():
         return None
     try:
         m = json.loads(f.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{f} is not a valid run marker ({e}); the directory is left "
+        raise ConfigError(f"{f} is not a valid {what} ({e}); the directory is left "
                           f"untouched.") from None
-    if not isinstance(m, dict) or m.get("format") != FORMAT:
-        raise ConfigError(f"{f} is not an mcpo run marker (no \"format\": \"{FORMAT}\"); the "
+    if not isinstance(m, dict) or m.get("format") != fmt:
+        raise ConfigError(f"{f} is not an mcpo {what} (no \"format\": \"{fmt}\"); the "
                           f"directory is left untouched.")
+    return m
+
+
+def read_marker(path: Path) -> dict | None:
+    """run.json's content if `path` is a run directory of a format we know, else None.
+    A run.json that exists but is not ours raises ConfigError naming the file."""
+    f = Path(path) / MARKER
+    m = read_format_file(f, FORMAT, "run marker")
+    if m is None:
+        return None
     v = m.get("version")
     if not isinstance(v, int) or not 2 <= v <= VERSION:
         raise ConfigError(f"{f}: run-directory format version {v!r} is not one this mcpo "

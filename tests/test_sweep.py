@@ -1,6 +1,7 @@
 """mcpo sweep: spec parsing and checks, presets, dry run, the local pool and Ray backends,
 kill and re-run, a failing run, the sweep lock."""
 
+import io
 import json
 import math
 import subprocess
@@ -11,8 +12,12 @@ import pytest
 from conftest import TINY_SPEC, sweep_cmd, sweep_env
 from mcpo.cli import build_parser, config_from_args, main
 from mcpo.experiments import parse_spec
+from mcpo.experiments.progress import Progress
+from mcpo.experiments.sweep import job_of
 from mcpo.experiments.sweepdir import SweepDir
-from mcpo.logger import read_metrics
+from mcpo.experiments.worker import run_job
+from mcpo.logger import last_metrics_row, read_metrics
+from mcpo.rundir import RunDir
 from mcpo.presets import experiments as experiment_presets
 
 TIMING = {"wall_time", "sps", "rollout_time", "update_time"}
@@ -210,3 +215,51 @@ def test_ray_backend_gives_the_same_runs_as_the_local_pool(tiny_sweep, tmp_path)
     # and a spec it was given is the one recorded
     assert json.loads((out / "sweep.json").read_text())["invocations"][0]["backend"] == "ray"
     assert TINY_SPEC.splitlines()[0] == "name: tiny"
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_view_redraws_in_place_on_a_terminal_and_prints_lines_otherwise(tmp_path):
+    run_dir = tmp_path / "r1"
+    run_dir.mkdir()
+    (run_dir / "metrics.csv").write_text("iteration,global_step,recent_return\r\n"
+                                         "1,512,-900.5\r\n2,1024,-850.25\r\n3,15")  # partial
+    job = {"name": "r1", "run_dir": str(run_dir), "config": {"total_timesteps": 2048}}
+    tty = FakeTTY()
+    view = Progress("s", 2, 4096, tty)
+    view.started(job)
+    first = tty.getvalue()
+    assert "0/2 runs over" in first and "1,024/2,048" in first and "-850.25" in first
+    view.finished(job, {"status": "done", "how": "resumed", "steps": 1024, "wall_time": 3.0},
+                  2048)
+    assert "\x1b[2F\x1b[J" in tty.getvalue()[len(first):]  # the 2 lines drawn are replaced
+    assert view.counts["done"] == 1 and view.counts["resumed"] == 1
+    log = io.StringIO()
+    view = Progress("s", 1, 2048, log)
+    view.started(job)
+    view.finished(job, {"status": "failed", "exit_code": 3, "error": "NaN\nmore"}, 2048)
+    assert "failed: r1 (exit code 3): NaN" in log.getvalue() and "\x1b" not in log.getvalue()
+
+
+def test_last_metrics_row_skips_a_row_being_written(tmp_path):
+    f = tmp_path / "metrics.csv"
+    assert last_metrics_row(f) is None
+    f.write_text("a,b\r\n")
+    assert last_metrics_row(f) is None
+    f.write_text("a,b\r\n1,2\r\n3,")
+    assert last_metrics_row(f) == {"a": 1.0, "b": 2.0}
+
+
+def test_a_run_directory_holding_another_config_is_left_alone(tmp_path):
+    spec = parse_spec(SPEC, "unit.yaml", tmp_path, methods=["MCPO"], seeds=[1])
+    run = spec.runs[0]
+    other = run.config.replace(learning_rate=5e-4)
+    with RunDir.create(Path(run.config.run_dir), other):
+        pass
+    before = (Path(run.config.run_dir) / "config.json").read_bytes()
+    out = run_job(job_of(run, spec, None))
+    assert out["status"] == "failed" and "another config (learning_rate" in out["error"]
+    assert (Path(run.config.run_dir) / "config.json").read_bytes() == before

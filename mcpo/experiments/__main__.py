@@ -1,8 +1,8 @@
-"""`python -m mcpo.experiments OUTCOME.json < JOB.json`: one run of a sweep in a fresh
-process (the local pool's worker; mcpo.experiments.worker)."""
+"""`python -m mcpo.experiments`: a local-pool worker process of a sweep (jobs as JSON lines
+on stdin; mcpo.experiments.worker.serve)."""
 
 import sys
 
-from mcpo.experiments.worker import main
+from mcpo.experiments.worker import serve
 
-sys.exit(main())
+sys.exit(serve())

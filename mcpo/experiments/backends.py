@@ -5,10 +5,11 @@ each run's start and outcome to the sweep; both execute `worker.run_job`, in a p
 environment holds the one-thread settings (worker.thread_env_vars), so a run gives the same
 numbers on either.
 
-* Local: one fresh process per run (`python -m mcpo.experiments`; spawned, never
-  forked, so no JAX state is inherited), its output appended to DIR/logs/<run>.log. A worker
-  that crashes (segfault, out of memory, killed) fails its run only. Ctrl-C or SIGTERM reaches
-  the workers, which write a checkpoint and stop; a re-run resumes them.
+* Local: `workers` worker processes (`python -m mcpo.experiments`; spawned, never forked, so
+  no JAX state is inherited), each running runs one after another; a run's output is
+  appended to DIR/logs/<run>.log. A worker that crashes (segfault, out of memory, killed)
+  fails its run only and is replaced. Ctrl-C or SIGTERM reaches the workers, which write a
+  checkpoint and stop; a re-run resumes them.
 * Ray (`--backend ray`, the `ray` extra): one Ray task per run (1 CPU each), in Ray's worker
   processes. `--address` joins a running cluster (`ray start --head` on one machine,
   `ray start --address ...` on the others); without it a local cluster is started for the
@@ -57,63 +58,105 @@ def _log_tail(path: Path, lines: int = 25) -> str:
         return ""
 
 
+class _Worker:
+    """One local worker process and the job it is running (None when idle)."""
+
+    def __init__(self, err_log: Path):
+        self.err = open(err_log, "ab")
+        self.proc = subprocess.Popen([sys.executable, "-m", "mcpo.experiments"],
+                                     stdin=subprocess.PIPE, stdout=self.err,
+                                     stderr=subprocess.STDOUT, env=worker_env())
+        self.job = None
+        self.tries = 0
+
+    def give(self, job: dict, tries: int, log: Path) -> None:
+        outcome = log.with_suffix(".outcome.json")
+        outcome.unlink(missing_ok=True)
+        self.job, self.tries, self.outcome, self.log = job, tries, outcome, log
+        line = json.dumps({**job, "log": str(log), "outcome": str(outcome)}) + "\n"
+        try:
+            self.proc.stdin.write(line.encode())
+            self.proc.stdin.flush()
+        except OSError:
+            pass  # it died: poll() reports the run as failed
+
+    def poll(self) -> dict | None:
+        """The outcome of its job once it is over (None while it runs)."""
+        if self.job is None:
+            return None
+        if self.outcome.is_file():
+            try:
+                return json.loads(self.outcome.read_text())
+            except (OSError, ValueError):
+                pass
+        code = self.proc.poll()
+        if code is None:
+            return None
+        if self.outcome.is_file():  # written just before it exited
+            try:
+                return json.loads(self.outcome.read_text())
+            except (OSError, ValueError):
+                pass
+        why = (f"the worker process was killed by signal {-code}" if code < 0 else
+               f"the worker process exited with code {code} without an outcome")
+        return {"name": self.job["name"], "status": "failed", "how": "new",
+                "exit_code": code if code > 0 else 128 - code, "steps": 0,
+                "error": f"{why}; the end of {self.log}:\n{_log_tail(self.log)}",
+                "wall_time": None, "host": None, "final_return": None}
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def close(self, timeout: float = 30.0) -> None:
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.err.close()
+
+
 class LocalPool:
+    """`workers` long-lived worker processes (python -m mcpo.experiments, spawned fresh: no
+    JAX state is inherited), each running its runs one after another, so JAX and compiled
+    programs load once per worker (as Ray's workers do). A worker that dies fails its run
+    only and is replaced."""
     name = "local"
 
     def __init__(self, workers: int, log_path: Callable[[str], Path]):
         self.workers = workers
         self.log_path = log_path
 
-    def _start(self, job: dict):
-        log = self.log_path(job["name"])
-        outcome = log.with_suffix(".outcome.json")
-        outcome.unlink(missing_ok=True)
-        f = open(log, "ab")
-        f.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(job['command'])}\n"
-                .encode())
-        f.flush()
-        p = subprocess.Popen([sys.executable, "-m", "mcpo.experiments", str(outcome)],
-                             stdin=subprocess.PIPE, stdout=f, stderr=subprocess.STDOUT,
-                             env=worker_env())
-        p.stdin.write(json.dumps({**job, "parent_pid": os.getpid()}).encode())
-        p.stdin.close()
-        return p, f, outcome
-
-    @staticmethod
-    def _outcome(job: dict, p, outcome: Path, log: Path) -> dict:
-        try:
-            return json.loads(outcome.read_text())
-        except (OSError, ValueError):
-            code = p.returncode
-            why = (f"the worker process was killed by signal {-code}" if code < 0 else
-                   f"the worker process exited with code {code} without an outcome")
-            return {"name": job["name"], "status": "failed", "how": "new",
-                    "exit_code": code if code > 0 else 128 - code, "steps": 0,
-                    "error": f"{why}; the end of {log}:\n{_log_tail(log)}", "wall_time": None,
-                    "host": None, "final_return": None}
-
     def run(self, jobs: list[dict], on_start: OnStart, on_done: OnDone, tick: Tick) -> None:
         pending = collections.deque((job, 0, 0.0) for job in jobs)  # (job, busy tries, when)
-        running: dict[str, tuple] = {}
+        err_log = self.log_path("workers")
+        slots = [_Worker(err_log) for _ in range(min(self.workers, len(jobs)))]
         try:
-            while pending or running:
-                waiting = []
-                while pending and len(running) < self.workers:
+            while pending or any(w.job for w in slots):
+                for i, w in enumerate(slots):
+                    if w.job is not None or not pending:
+                        continue
                     job, tries, when = pending.popleft()
                     if when > time.time():
-                        waiting.append((job, tries, when))
+                        pending.append((job, tries, when))
                         continue
-                    p, f, outcome = self._start(job)
-                    running[job["name"]] = (p, f, outcome, job, tries)
+                    if not w.alive:
+                        w.close()
+                        slots[i] = w = _Worker(err_log)
+                    w.give(job, tries, self.log_path(job["name"]))
                     if tries == 0:
                         on_start(job)
-                pending.extend(waiting)
-                for name, (p, f, outcome, job, tries) in list(running.items()):
-                    if p.poll() is None:
+                for w in slots:
+                    result = w.poll()
+                    if result is None:
                         continue
-                    f.close()
-                    del running[name]
-                    result = self._outcome(job, p, outcome, self.log_path(name))
+                    job, tries = w.job, w.tries
+                    w.job = None
                     if result["status"] == "busy" and tries < BUSY_RETRIES:
                         pending.append((job, tries + 1, time.time() + BUSY_DELAY))
                         continue
@@ -121,25 +164,32 @@ class LocalPool:
                 tick()
                 time.sleep(POLL)
         except KeyboardInterrupt:
-            self._stop(running, on_done)
+            self._stop(slots, on_done)
             raise
+        finally:
+            for w in slots:
+                w.close()
 
-    def _stop(self, running: dict, on_done: OnDone) -> None:
-        for p, *_ in running.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGINT)  # the trainer writes a checkpoint and exits
+    @staticmethod
+    def _stop(slots: list[_Worker], on_done: OnDone) -> None:
+        busy = [w for w in slots if w.job is not None]
+        for w in busy:
+            if w.alive:
+                w.proc.send_signal(signal.SIGINT)  # the trainer writes a checkpoint, stops
         deadline = time.time() + STOP_GRACE
-        for name, (p, f, outcome, job, _) in running.items():
-            try:
-                p.wait(max(0.0, deadline - time.time()))
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-            f.close()
-            result = self._outcome(job, p, outcome, self.log_path(name))
-            if result["status"] in ("failed", "busy") and p.returncode in (130, -2):
+        for w in busy:
+            result = None
+            while result is None and time.time() < deadline:
+                result = w.poll()
+                time.sleep(POLL)
+            if result is None:
+                w.proc.kill()
+                w.proc.wait()
+                result = w.poll()
+            if result["status"] in ("failed", "busy") and w.proc.returncode in (130, -2):
                 result["status"] = "interrupted"
-            on_done(job, result)
+            on_done(w.job, result)
+            w.job = None
 
 
 def _ray_job(job: dict, log: str) -> dict:

@@ -25,13 +25,14 @@ def add_parser(sub, int_type, float_type) -> argparse.ArgumentParser:
         "sweep", help="run many (algorithm, env, seed, hyperparameter) runs: a spec or a "
         "preset of the paper's experiments",
         formatter_class=argparse.RawDescriptionHelpFormatter,
-        description="Run every run of a sweep spec (YAML: envs x methods x their grids x "
-        "seeds; the format is in `mcpo sweep --preset table1 --print-spec`) into DIR, one "
-        "run directory per run. Re-running the same command skips finished runs and resumes "
-        "unfinished ones from their checkpoints; a failing run is recorded (DIR/sweep.json, "
-        "DIR/<run>/error.txt) and the others go on. The spec is checked completely before "
-        "anything starts.\n\nexperiment presets (the paper's):\n" + "\n".join(
-            f"  {n}" for n in experiment_presets.names()),
+        description=textwrap.fill(
+            "Run every run of a sweep spec (YAML: envs x methods x their grids x seeds; "
+            "`mcpo sweep --preset table1 --print-spec` shows one, mcpo/experiments/spec.py "
+            "documents the format) into DIR, one run directory per run. Re-running the same "
+            "command skips finished runs and resumes unfinished ones from their checkpoints; "
+            "a failing run is recorded (DIR/sweep.json, DIR/<run>/error.txt) and the others "
+            "go on. The spec is checked completely before anything starts.", 92)
+        + "\n\nexperiment presets (the paper's): " + ", ".join(experiment_presets.names()),
         epilog=textwrap.dedent("""\
             examples:
               mcpo sweep --preset table1 --env Pendulum-v1 --out sweeps/t1 --dry-run

@@ -23,7 +23,7 @@ import os
 from pathlib import Path
 
 from mcpo.checkpoint import atomic_write_bytes
-from mcpo.rundir import LOCK, is_run_dir, lock_dir, write_lock_holder
+from mcpo.rundir import LOCK, is_run_dir, lock_dir, read_format_file, write_lock_holder
 from mcpo.types import ConfigError, StorageError
 
 FORMAT = "mcpo-sweep"
@@ -40,14 +40,9 @@ def read_sweep(path: Path) -> dict | None:
     """sweep.json's content if `path` is a sweep directory, else None (no lock needed).
     A sweep.json that is not ours raises ConfigError naming it."""
     f = Path(path) / MARKER
-    if not f.is_file():
+    d = read_format_file(f, FORMAT, "sweep record")
+    if d is None:
         return None
-    try:
-        d = json.loads(f.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{f} is not a valid sweep record ({e}).") from None
-    if not isinstance(d, dict) or d.get("format") != FORMAT:
-        raise ConfigError(f"{f} is not an mcpo sweep record (no \"format\": \"{FORMAT}\").")
     if not isinstance(d.get("version"), int) or d["version"] > VERSION:
         raise ConfigError(f"{f}: sweep format version {d.get('version')!r} is not one this "
                           f"mcpo reads (1 to {VERSION}).")

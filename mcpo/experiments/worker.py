@@ -1,8 +1,8 @@
 """One run of a sweep, as a worker does it: skip it if it has finished, resume it if it has a
 checkpoint, else train it; a failure is recorded in the run directory's error.txt and
-returned, never raised. The local pool runs this in a fresh process per run
-(`python -m mcpo.experiments OUTCOME.json < JOB.json`), Ray in its worker processes;
-both call `run_job` with the same job, so a run gives the same numbers on either backend.
+returned, never raised. The local pool's worker processes (`serve`) and Ray's worker
+processes both call `run_job` with the same job, in a process with the same one-thread
+settings, so a run gives the same numbers on either backend.
 
 A job is JSON: {"name", "run_dir", "config" (TrainConfig.to_dict()), "command", "imports",
 "track" (W&B settings or null), "parent_pid" (stop when that process dies, or null)}.
@@ -162,13 +162,37 @@ def run_job(job: dict) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m mcpo.experiments OUTCOME.json < JOB.json` (mcpo/experiments/__main__.py)."""
-    argv = sys.argv[1:] if argv is None else argv
-    job = json.loads(sys.stdin.read())
-    outcome = run_job(job)
-    atomic_write_bytes(Path(argv[0]), (json.dumps(outcome) + "\n").encode())
-    if outcome["error"]:
-        print(outcome["error"], file=sys.stderr)
-    return 0 if outcome["status"] in ("done", "skipped") else outcome["exit_code"] or 1
+def _redirect_output(log: Path) -> None:
+    """Send this process's stdout and stderr (file descriptors 1 and 2, so JAX's and other
+    libraries' output too) to `log`, appended."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    fd = os.open(log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
 
+
+def serve(lines=None) -> int:
+    """A local-pool worker (`python -m mcpo.experiments`, mcpo/experiments/__main__.py): one
+    job per line on stdin, run in turn in this process (so JAX and the compiled programs are
+    loaded once, as in a Ray worker); each run's output is appended to job["log"] and its
+    outcome written to job["outcome"] (atomically: once the file exists it is complete).
+    Exits at the end of stdin or on Ctrl-C between runs."""
+    try:
+        for line in (sys.stdin if lines is None else lines):
+            if not line.strip():
+                continue
+            job = json.loads(line)
+            _redirect_output(Path(job["log"]))
+            print(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(job['command'])}",
+                  flush=True)
+            outcome = run_job({**job, "parent_pid": os.getppid()})
+            if outcome["error"]:
+                print(outcome["error"], file=sys.stderr, flush=True)
+            atomic_write_bytes(Path(job["outcome"]), (json.dumps(outcome) + "\n").encode())
+            if outcome["status"] == "interrupted" and outcome["exit_code"] >= 128:
+                return outcome["exit_code"]  # stopped by a signal: the sweep is stopping
+    except KeyboardInterrupt:
+        return 130
+    return 0

@@ -153,6 +153,10 @@ def _series(run, what: str) -> tuple[np.ndarray, str] | None:
         with np.errstate(divide="ignore", invalid="ignore"):
             h = -np.nansum(np.where(p > 0, p * np.log(p), 0.0), 1)
         return h, "attn_weights_* (entropy of the mean attention vector)"
+    if what == "attn_mean_age_frac":
+        ages = np.arange(w.shape[1]) / max(w.shape[1] - 1, 1)
+        return ((w * ages).sum(1) / np.maximum(w.sum(1), 1e-12),
+                "attn_weights_* (attention-weighted age / (N - 1))")
     if what == "attn_age_frac":
         if not run.has_column("attn_argmax"):
             return None
@@ -230,7 +234,8 @@ def mcpo_attention(groups, colors, path: Path, window: int = 5):
     """Fig. 1c: which memory slot the attention picks, and how peaked it is."""
     rows = [("j* (paper's index)", ["attn_jstar_newest_last", "attn_jstar_newest_first"],
              "attended slot j* (Fig. 1c), both index conventions"),
-            ("slot / (N-1), 0 = newest", ["attn_age_frac"], "argmax slot, by age"),
+            ("slot / (N-1), 0 = newest", ["attn_age_frac", "attn_mean_age_frac"],
+             "argmax slot and attention-weighted slot, by age"),
             ("writes since stored", ["attn_argmax_age"], "age of the attended policy"),
             ("weight / entropy (nats)", ["attn_weight_newest", "attn_entropy"],
              "weight of the newest slot; attention entropy")]
