@@ -78,7 +78,8 @@ def _panels(n: int, width: float = 5.2, height: float = 3.9):
     plt = _plt()
     cols = min(n, 3)
     rows = math.ceil(n / cols)
-    fig, axes = plt.subplots(rows, cols, figsize=(width * cols, height * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(max(width * cols, 8.0), height * rows),
+                             squeeze=False)
     for ax in axes.flat[n:]:
         ax.set_visible(False)
     return plt, fig, list(axes.flat[:n])
@@ -122,7 +123,7 @@ def learning_curves(panels: dict[str, dict[str, list]], colors: dict[str, str], 
         ax.set_ylabel(f"{key} (moving average of {window} iterations)", fontsize=8)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6.5, ncol=1 if len(settings) <= 8 else 2, loc="best")
-    fig.suptitle(f"{title}: mean over seeds, 95% bootstrap CI of the mean", fontsize=11)
+    fig.suptitle(f"{title}\n(mean over seeds, 95% bootstrap CI of the mean)", fontsize=10)
     return _save(fig, path)
 
 
@@ -210,13 +211,17 @@ def _mcpo_grid(groups: dict[str, dict[str, list]], rows: list[tuple[str, list[st
         ylabel, candidates, rtitle = rows[i]
         for j, env in enumerate(envs):
             ax = axes[row_i, j]
-            styles: dict[str, int] = {}
+            styles: dict[str, int] = {}   # setting -> line style (its index in its method)
+            per_label: dict[str, int] = {}
             for setting, label, c_i, what, x, y, src in data[i][env]:
                 used.add(src)
-                k = styles.setdefault((setting, what), len(styles))
-                name = what if src == what else f"{what} from {src}"
-                ax.plot(x, y, STYLES[k % len(STYLES)], color=colors.get(label, "black"),
-                        lw=1.2, label=f"{setting}: {name}" if len(candidates) > 1 else setting)
+                if setting not in styles:
+                    styles[setting] = per_label.get(label, 0)
+                    per_label[label] = styles[setting] + 1
+                ax.plot(x, y, STYLES[styles[setting] % len(STYLES)],
+                        color=colors.get(label, "black"), lw=1.4 if c_i == 0 else 0.9,
+                        alpha=1.0 if c_i == 0 else 0.55,
+                        label=f"{setting}: {what}" if len(candidates) > 1 else setting)
             if i in log_rows:
                 ax.set_yscale("log")
             ax.set_title(f"{env}: {rtitle}", fontsize=9)
