@@ -1,4 +1,4 @@
-"""Command line: `mcpo train | eval | bench`.
+"""Command line: `mcpo train | eval | sweep | report | plot | bench`.
 
 Flags are generated from the config dataclasses (`mcpo.config.TrainConfig` and each algorithm's
 config), so `--help` always shows every hyperparameter with its default and meaning; the
@@ -24,9 +24,13 @@ from mcpo import bench
 from mcpo.agent import EvalSettings, check_video_path, load, run_episodes
 from mcpo.envs import env_family
 from mcpo.scores import atari_game, has_human_scores, human_normalized
+from mcpo.experiments import cli as sweep_cli
+from mcpo.report import cli as report_cli
 from mcpo.algos import ALGOS
 from mcpo.config import TrainConfig
 from mcpo.presets import AUTO, NONE, PRESETS, effective_defaults, make_config
+from mcpo.tracking import WandbCallback
+from mcpo.tracking import check_available as check_wandb
 from mcpo.trainer import resume, train
 from mcpo.types import EXIT_BAD_INPUT, ConfigError, MCPOError, check_fields, flag_name, \
     parse_float, parse_int
@@ -136,6 +140,13 @@ def _add_train(sub, argv: list[str]) -> None:
     run.add_argument("--overwrite", action="store_true",
                      help="replace an existing run directory (only an mcpo run directory, "
                      "and only what a run writes in it)")
+    run.add_argument("--track", action="store_true",
+                     help="log the run to Weights & Biases (the wandb extra; its files go to "
+                     "DIR/wandb; WANDB_MODE=offline works without a network)")
+    run.add_argument("--wandb-project", default="mcpo", metavar="NAME",
+                     help="W&B project for --track (default: mcpo)")
+    run.add_argument("--wandb-group", default=None, metavar="NAME",
+                     help="W&B group for --track (default: none)")
     run.add_argument("--preset", default=argparse.SUPPRESS, metavar="NAME",
                      help=f"training preset: {', '.join(PRESETS)}, '{NONE}' (base and "
                      f"algorithm defaults only) or '{AUTO}' (default: the env id's family)")
@@ -183,7 +194,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         "trust-region baselines (JAX).",
         epilog="exit codes: 0 done, 2 bad input, 3 NaN/Inf stop, 4 run directory busy, "
         "5 OS fault while writing, 128+N signal N")
-    sub = p.add_subparsers(dest="command", required=True, metavar="{train,eval,bench}")
+    sub = p.add_subparsers(dest="command", required=True,
+                           metavar="{train,eval,sweep,report,plot,bench}")
     _add_train(sub, argv)
 
     e = sub.add_parser("eval", help="evaluate a trained run",
@@ -197,6 +209,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", default=None,
                    help="checkpoint file in DIR/checkpoints (default: latest.ckpt)")
 
+    sweep_cli.add_parser(sub, INT, FLOAT)
+    report_cli.add_parsers(sub, INT)
+
     b = sub.add_parser("bench", help="throughput benchmark (see benchmarks/RESULTS.md)",
                        description="Measure training steps/s of our PPO and MCPO, the bare "
                        "vector env, and stable-baselines3 PPO when installed, side by side.")
@@ -204,7 +219,8 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     return p
 
 
-_RUN_CONTROL = ("command", "resume", "resume_from", "overwrite", "preset")
+_RUN_CONTROL = ("command", "resume", "resume_from", "overwrite", "preset", "track",
+                "wandb_project", "wandb_group")
 
 
 def config_from_args(ns: argparse.Namespace) -> TrainConfig:
@@ -215,22 +231,34 @@ def config_from_args(ns: argparse.Namespace) -> TrainConfig:
 
 
 def cmd_train(ns, argv: list[str]) -> int:
-    if ns.resume:
-        extra = sorted(k for k in vars(ns) if k not in
-                       ("command", "resume", "resume_from", "overwrite", "total_timesteps",
-                        "progress"))
-        if extra or ns.overwrite:
-            bad = [flag_name(k) for k in extra] + (["--overwrite"] if ns.overwrite else [])
-            raise ConfigError(f"--resume reuses the run's saved config; {', '.join(bad)} "
-                              f"cannot be changed (only --total-timesteps, to change the "
-                              f"budget, and --progress).")
-        result = resume(ns.resume, getattr(ns, "total_timesteps", None),
-                        resume_from=ns.resume_from, progress=getattr(ns, "progress", None))
-    else:
-        if ns.resume_from:
-            raise ConfigError("--resume-from needs --resume DIR (the run to continue).")
-        result = train(config_from_args(ns), overwrite=ns.overwrite,
-                       command=["mcpo", *argv])
+    tracker = None
+    if ns.track:
+        check_wandb()
+        tracker = WandbCallback(project=ns.wandb_project, group=ns.wandb_group)
+    callbacks = [tracker] if tracker else []
+    ok = False
+    try:
+        if ns.resume:
+            extra = sorted(k for k in vars(ns) if k not in
+                           ("command", "resume", "resume_from", "overwrite", "total_timesteps",
+                            "progress", "track", "wandb_project", "wandb_group"))
+            if extra or ns.overwrite:
+                bad = [flag_name(k) for k in extra] + (["--overwrite"] if ns.overwrite else [])
+                raise ConfigError(f"--resume reuses the run's saved config; {', '.join(bad)} "
+                                  f"cannot be changed (only --total-timesteps, to change the "
+                                  f"budget, --progress and --track).")
+            result = resume(ns.resume, getattr(ns, "total_timesteps", None),
+                            resume_from=ns.resume_from, progress=getattr(ns, "progress", None),
+                            callbacks=callbacks)
+        else:
+            if ns.resume_from:
+                raise ConfigError("--resume-from needs --resume DIR (the run to continue).")
+            result = train(config_from_args(ns), overwrite=ns.overwrite, callbacks=callbacks,
+                           command=["mcpo", *argv])
+        ok = result.complete
+    finally:
+        if tracker is not None:
+            tracker.finish(0 if ok else 1)
     print(result.summary())
     return 0
 
@@ -281,6 +309,12 @@ def main(argv: list[str] | None = None) -> int:
             return cmd_train(ns, argv)
         if ns.command == "eval":
             return cmd_eval(ns)
+        if ns.command == "sweep":
+            return sweep_cli.run(ns, argv)
+        if ns.command == "report":
+            return report_cli.run_report(ns, argv)
+        if ns.command == "plot":
+            return report_cli.run_plot(ns)
         return bench.run_from_args(ns)
     except MCPOError as e:
         label = "error: " if e.exit_code in (EXIT_BAD_INPUT, 3, 4, 5) else ""

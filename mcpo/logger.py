@@ -228,3 +228,34 @@ def read_metrics(path) -> list[dict]:
     with open(path, newline="") as f:
         return [{k: (float(v) if v != "" else float("nan")) for k, v in r.items()}
                 for r in csv.DictReader(f)]
+
+
+def last_metrics_row(path) -> dict | None:
+    """The last complete row of a metrics.csv as floats (None if it has no row yet), read
+    from the file's end: cheap enough to poll while a run is writing (a sweep's progress).
+    A row still being written (no line end yet) is skipped."""
+    try:
+        with open(path, "rb") as f:
+            header = f.readline().decode(errors="replace").rstrip("\r\n")
+            start = f.tell()
+            f.seek(0, 2)
+            end = f.tell()
+            f.seek(max(start, end - 65536))
+            tail = f.read().decode(errors="replace")
+    except OSError:
+        return None
+    if not header:
+        return None
+    lines = tail.split("\n")[:-1]  # the piece after the last line end is incomplete
+    if end - start > 65536:
+        lines = lines[1:]          # and so may be the first piece of the window
+    columns = next(csv.reader([header]))
+    for line in reversed(lines):
+        values = next(csv.reader([line.rstrip("\r")]), [])
+        if len(values) == len(columns):
+            try:
+                return {k: (float(v) if v != "" else float("nan"))
+                        for k, v in zip(columns, values)}
+            except ValueError:
+                continue
+    return None

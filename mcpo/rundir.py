@@ -9,6 +9,9 @@ a run's config (for resume, `mcpo.load`, `eval`, reports and sweeps alike).
       result.json       final summary (only once the run has finished)
       tb/               TensorBoard events
       checkpoints/      latest.ckpt and step_<n>.ckpt snapshots
+      error.txt         why the last attempt failed (a sweep's worker writes it; removed when
+                        the run finishes)
+      wandb/            Weights & Biases files (only with --track)
       .lock             held (flock) by the process training in the directory
 
 Safety rules (docs/design.md §8):
@@ -55,8 +58,11 @@ TB_DIR = "tb"
 CKPT_DIR = "checkpoints"
 LATEST = "latest.ckpt"
 LOCK = ".lock"
+ERROR = "error.txt"      # why the run's last attempt failed (written by a sweep's worker)
+WANDB_DIR = "wandb"      # Weights & Biases files of the run (mcpo.tracking, --track)
 
-_TOP_LEVEL = frozenset({MARKER, CONFIG, METRICS, RESULT, TB_DIR, CKPT_DIR, LOCK})
+_TOP_LEVEL = frozenset({MARKER, CONFIG, METRICS, RESULT, TB_DIR, CKPT_DIR, LOCK, ERROR,
+                        WANDB_DIR})
 _SNAPSHOT = re.compile(r"^step_\d+\.ckpt$")
 _TEMP = re.compile(r"^\..+\.tmp-\d+$")  # mcpo.checkpoint.atomic_write_bytes' temp files
 
@@ -76,20 +82,29 @@ def snapshots(path: Path) -> list[Path]:
 # ----------------------------------------------------------------------------------------------
 # The marker
 # ----------------------------------------------------------------------------------------------
-def read_marker(path: Path) -> dict | None:
-    """run.json's content if `path` is a run directory of a format we know, else None.
-    A run.json that exists but is not ours raises ConfigError naming the file."""
-    f = Path(path) / MARKER
+def read_format_file(f: Path, fmt: str, what: str) -> dict | None:
+    """The JSON object in `f` if it exists (None if not), when its "format" is `fmt`; else
+    ConfigError naming the file. For the markers of run and sweep directories."""
     if not f.is_file():
         return None
     try:
         m = json.loads(f.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{f} is not a valid run marker ({e}); the directory is left "
+        raise ConfigError(f"{f} is not a valid {what} ({e}); the directory is left "
                           f"untouched.") from None
-    if not isinstance(m, dict) or m.get("format") != FORMAT:
-        raise ConfigError(f"{f} is not an mcpo run marker (no \"format\": \"{FORMAT}\"); the "
+    if not isinstance(m, dict) or m.get("format") != fmt:
+        raise ConfigError(f"{f} is not an mcpo {what} (no \"format\": \"{fmt}\"); the "
                           f"directory is left untouched.")
+    return m
+
+
+def read_marker(path: Path) -> dict | None:
+    """run.json's content if `path` is a run directory of a format we know, else None.
+    A run.json that exists but is not ours raises ConfigError naming the file."""
+    f = Path(path) / MARKER
+    m = read_format_file(f, FORMAT, "run marker")
+    if m is None:
+        return None
     v = m.get("version")
     if not isinstance(v, int) or not 2 <= v <= VERSION:
         raise ConfigError(f"{f}: run-directory format version {v!r} is not one this mcpo "
@@ -123,7 +138,7 @@ def foreign_files(path: Path) -> list[str]:
                 out += [f"{CKPT_DIR}/{c.name}" for c in e.iterdir()
                         if not (c.is_file() and (c.name == LATEST or _SNAPSHOT.match(c.name)
                                                  or _TEMP.match(c.name)))]
-            elif e.name in (CKPT_DIR, TB_DIR) and not e.is_dir():
+            elif e.name in (CKPT_DIR, TB_DIR, WANDB_DIR) and not e.is_dir():
                 out.append(e.name)
             continue
         out.append(e.name + ("/" if e.is_dir() else ""))
@@ -192,6 +207,52 @@ def check_new(path: Path, overwrite: bool) -> None:
 
 
 # ----------------------------------------------------------------------------------------------
+# The lock (a run directory's, and a sweep directory's: mcpo.experiments)
+# ----------------------------------------------------------------------------------------------
+def lock_dir(path: Path, what: str = "Run directory") -> tuple[int, bool]:
+    """Take the exclusive OS lock (flock) on `path/.lock` without waiting: (fd, whether the
+    lock file was created now). Held until the fd is closed or the process dies. Another
+    live holder raises RunDirBusy naming its pid (as written by `write_lock_holder`); `what`
+    names the directory's kind in that message."""
+    lock = Path(path) / LOCK
+    existed = lock.exists()
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise StorageError(f"Cannot open the lock file {lock}: {e.strerror}.") from None
+    if fcntl is None:
+        return fd, not existed
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        holder = ""
+        try:
+            holder = os.pread(fd, 200, 0).decode(errors="replace").split()[0]
+        except (OSError, IndexError):
+            pass
+        os.close(fd)
+        if not existed:
+            try:
+                lock.unlink()
+            except OSError:
+                pass
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
+            who = f"process {holder}" if holder else "another process"
+            raise RunDirBusy(f"{what} {path} is in use by {who} (it holds {lock}); wait for "
+                             f"it to finish or stop it. Nothing was changed.") from None
+        raise StorageError(f"Cannot lock {lock}: {e.strerror}.") from None
+    return fd, not existed
+
+
+def write_lock_holder(fd: int) -> None:
+    """Record this process (pid, host, time) in a held lock file, for a second process's
+    RunDirBusy message."""
+    info = f"{os.getpid()} {socket.gethostname()} {_now()}\n".encode()
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, info, 0)
+
+
+# ----------------------------------------------------------------------------------------------
 # The lock and the open run directory
 # ----------------------------------------------------------------------------------------------
 class RunDir:
@@ -215,36 +276,7 @@ class RunDir:
     # Opening -----------------------------------------------------------------------------
     @staticmethod
     def _lock(path: Path) -> tuple[int, bool]:
-        """Take the directory's lock: (fd, whether the lock file was created now)."""
-        lock = path / LOCK
-        existed = lock.exists()
-        try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as e:
-            raise StorageError(f"Cannot open the lock file {lock}: {e.strerror}.") from None
-        if fcntl is None:
-            return fd, not existed
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            holder = ""
-            try:
-                holder = os.pread(fd, 200, 0).decode(errors="replace").split()[0]
-            except (OSError, IndexError):
-                pass
-            os.close(fd)
-            if not existed:
-                try:
-                    lock.unlink()
-                except OSError:
-                    pass
-            if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                who = f"process {holder}" if holder else "another process"
-                raise RunDirBusy(f"Run directory {path} is in use by {who} (it holds {lock}); "
-                                 f"wait for it to finish or stop it. Nothing was changed.") \
-                    from None
-            raise StorageError(f"Cannot lock {lock}: {e.strerror}.") from None
-        return fd, not existed
+        return lock_dir(path, "Run directory")
 
     def commit(self) -> None:
         """We will write: record our pid in the lock file (for a second process's error
@@ -252,10 +284,8 @@ class RunDir:
         Until this is called, giving up (`close`) leaves the directory exactly as it was."""
         if self._committed:
             return
-        info = f"{os.getpid()} {socket.gethostname()} {_now()}\n".encode()
         try:
-            os.ftruncate(self._fd, 0)
-            os.pwrite(self._fd, info, 0)
+            write_lock_holder(self._fd)
             self._clean_temp_files()
         except OSError as e:
             raise StorageError(f"Cannot write in run directory {self.path}: "
@@ -298,7 +328,7 @@ class RunDir:
                     from None
             _write_json(path / MARKER, {
                 "format": FORMAT, "version": VERSION, "created": _now(),
-                "mcpo_version": _mcpo_version(),
+                "mcpo_version": mcpo_version(),
                 "command": command if command is not None else sys.argv,
                 "history": []})
             atomic_write_bytes(path / CONFIG, cfg.to_json().encode())
@@ -340,7 +370,7 @@ class RunDir:
             _write_json(self.path / MARKER, {
                 "format": FORMAT, "version": VERSION, "created": None,
                 "mcpo_version": None, "command": None, "adopted_from_version": 1,
-                "history": [{"time": _now(), "event": "adopted", "by": _mcpo_version()}]})
+                "history": [{"time": _now(), "event": "adopted", "by": mcpo_version()}]})
 
     def close(self) -> None:
         if self._fd is not None:
@@ -369,7 +399,7 @@ class RunDir:
         _write_json(self.path / MARKER, m)
 
 
-def _mcpo_version() -> str:
+def mcpo_version() -> str:
     try:
         return version("mcpo")
     except PackageNotFoundError:

@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -58,3 +64,87 @@ def pendulum_gain(rows) -> tuple[float, float, float]:
 @pytest.fixture
 def run_dir(tmp_path):
     return tmp_path / "run"
+
+
+# ----------------------------------------------------------------------------------------------
+# A tiny sweep (tests/test_sweep.py, tests/test_report.py): 2 methods x 2 seeds on Pendulum
+# plus one run that fails (NaN rewards at step 300, after its first checkpoint).
+# ----------------------------------------------------------------------------------------------
+TINY_SPEC = """\
+name: tiny
+imports: [sweep_envs]
+seeds: [1, 2]
+flags:
+  total_timesteps: 3072
+  num_steps: 256
+  num_minibatches: 4
+  update_epochs: 2
+  eval_episodes: 2
+  snapshots: 0
+  checkpoint_every: 1
+  tensorboard: false
+envs:
+  Pendulum-v1: {}
+  mcpo_test/NanReward-v0: {total_timesteps: 1024}
+methods:
+  PPO:
+    algo: ppo
+    envs: [Pendulum-v1]
+  MCPO:
+    algo: mcpo
+    envs: [Pendulum-v1]
+    memory_size: 4
+  broken:
+    algo: ppo
+    envs: [mcpo_test/NanReward-v0]
+    seeds: [1]
+"""
+TESTS_DIR = Path(__file__).resolve().parent
+
+
+def sweep_env() -> dict:
+    """The environment of a sweep subprocess: the tests' modules importable (sweep_envs)."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(TESTS_DIR), env.get("PYTHONPATH", "")]).strip(
+        os.pathsep)
+    return env
+
+
+def sweep_cmd(spec: Path, out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "mcpo", "sweep", str(spec), "--out", str(out),
+            "--workers", "2", *extra]
+
+
+@pytest.fixture(scope="session")
+def tiny_sweep(tmp_path_factory):
+    """The local sweep, killed (SIGKILL, the whole process group) once one run has finished
+    and another is mid-way with a checkpoint, then re-run to the end. Returns what a test
+    needs to check it."""
+    root = tmp_path_factory.mktemp("sweep")
+    spec = root / "tiny.yaml"
+    spec.write_text(TINY_SPEC)
+    out = root / "local"
+    p = subprocess.Popen(sweep_cmd(spec, out), env=sweep_env(), start_new_session=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 240
+    before = None
+    while time.time() < deadline and p.poll() is None:
+        runs = [d for d in out.glob("Pendulum-v1__*") if d.is_dir()]
+        done = [d for d in runs if (d / "result.json").is_file()]
+        mid = [d for d in runs if (d / "checkpoints" / "latest.ckpt").is_file()
+               and not (d / "result.json").is_file()]
+        if done and mid:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait()
+            before = {d.name: (d / "result.json").read_bytes() for d in runs
+                      if (d / "result.json").is_file()}
+            mid_names = [d.name for d in mid if not (d / "result.json").is_file()]
+            break
+        time.sleep(0.05)
+    if before is None:
+        p.kill()
+        log = p.stdout.read().decode(errors="replace")
+        pytest.fail(f"the sweep never had a finished and a mid-way run at once:\n{log}")
+    rerun = subprocess.run(sweep_cmd(spec, out), env=sweep_env(), capture_output=True,
+                           text=True, timeout=600)
+    return {"spec": spec, "out": out, "before": before, "mid": mid_names, "rerun": rerun}

@@ -1,0 +1,189 @@
+"""Running a sweep: every run of a spec into one sweep directory, on a backend, with a live
+view; re-running the same command skips finished runs and resumes unfinished ones."""
+
+from __future__ import annotations
+
+import platform
+import signal
+import socket
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mcpo.experiments.backends import LocalPool, RayPool, usable_cores
+from mcpo.experiments.progress import Progress, duration
+from mcpo.experiments.spec import Run, Spec
+from mcpo.experiments.sweepdir import SweepDir, check_out, now
+from mcpo.rundir import RESULT, mcpo_version, find_checkpoint, is_run_dir, snapshots
+from mcpo.types import CheckpointError, ConfigError
+
+BACKENDS = ("local", "ray")
+
+
+@dataclass
+class SweepSummary:
+    name: str
+    out: str
+    runs: int
+    done: int = 0           # finished by this invocation
+    resumed: int = 0        # of them, continued from a checkpoint
+    skipped: int = 0        # had finished before
+    failed: int = 0
+    interrupted: int = 0
+    steps: int = 0          # env steps trained by this invocation
+    wall_time: float = 0.0
+    backend: str = "local"
+    workers: int = 1
+    failures: dict = field(default_factory=dict)  # run name -> error
+
+    @property
+    def sps(self) -> float:
+        return self.steps / self.wall_time if self.wall_time > 0 else 0.0
+
+    def line(self) -> str:
+        return (f"sweep {self.name}: {self.runs} runs: {self.done} done ({self.resumed} "
+                f"resumed), {self.skipped} skipped (finished before), {self.failed} failed, "
+                f"{self.interrupted} interrupted; {self.steps:,} env steps in "
+                f"{duration(self.wall_time)} ({self.sps:,.0f} steps/s, {self.backend} "
+                f"backend, {self.workers} workers); {self.out}")
+
+
+def run_state(run: Run) -> str:
+    """'finished', 'resumable' (has a checkpoint), 'started' (no checkpoint yet) or 'new'."""
+    d = Path(run.config.run_dir)
+    if (d / RESULT).is_file():
+        return "finished"
+    if not is_run_dir(d):
+        return "new"
+    try:
+        find_checkpoint(d)
+        return "resumable"
+    except CheckpointError:
+        return "resumable" if snapshots(d) else "started"
+
+
+def job_of(run: Run, spec: Spec, track: dict | None) -> dict:
+    return {"name": run.name, "run_dir": run.config.run_dir, "config": run.config.to_dict(),
+            "command": run.train_command(), "imports": list(spec.imports), "track": track}
+
+
+def make_backend(backend: str, workers: int | None, address: str | None, log_path):
+    if backend not in BACKENDS:
+        raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}; got {backend!r}.")
+    if workers is not None and not 1 <= workers <= 4096:
+        raise ConfigError(f"--workers must be from 1 to 4096; got {workers}.")
+    if backend == "local":
+        if address:
+            raise ConfigError("--address is for --backend ray (the cluster to join).")
+        return LocalPool(workers or usable_cores(), log_path)
+    RayPool.check_available()
+    return RayPool(workers, address, log_path)
+
+
+def run_sweep(spec: Spec, out: Path | str, *, backend: str = "local",
+              workers: int | None = None, address: str | None = None,
+              track: dict | None = None, command: list[str] | None = None,
+              scale: float = 1.0, stream=None) -> SweepSummary:
+    """Run every run of `spec` (parsed with the same `out`) into the sweep directory `out`.
+    Bad input raises ConfigError before anything is written; a second sweep on the same
+    directory raises RunDirBusy. Failed runs are recorded and counted, never raised."""
+    out = Path(out)
+    stream = stream if stream is not None else sys.stderr
+    check_out(out)
+    for run in spec.runs:
+        if Path(run.config.run_dir).parent.resolve() != out.resolve():
+            raise ConfigError(f"run {run.name} was named for another --out "
+                              f"({Path(run.config.run_dir).parent}); parse the spec with "
+                              f"out={out}.")
+    with SweepDir(out) as sd:
+        pool = make_backend(backend, workers, address, sd.log_path)
+        n_workers = getattr(pool, "workers", None) or usable_cores()
+        summary = SweepSummary(spec.name, str(out), len(spec.runs), backend=backend,
+                               workers=n_workers)
+        inv = {"started": now(), "command": command or sys.argv, "source": spec.source,
+               "name": spec.name, "scale": scale, "backend": backend, "workers": n_workers,
+               "address": address, "host": socket.gethostname(),
+               "machine": f"{platform.platform()}, {usable_cores()} usable cores",
+               "python": platform.python_version(), "mcpo_version": mcpo_version(),
+               "runs": [r.name for r in spec.runs]}
+        sd.data["name"] = spec.name
+        sd.data["description"] = spec.description
+        sd.data["invocations"].append(inv)
+        by_name = {r.name: r for r in spec.runs}
+        for r in spec.runs:
+            rec = sd.data["runs"].setdefault(r.name, {"attempts": []})
+            rec.update(r.describe())
+            rec.setdefault("status", "pending")
+        progress = Progress(spec.name, len(spec.runs), spec.total_timesteps, stream)
+        jobs = []
+        for r in spec.runs:
+            if run_state(r) == "finished":
+                summary.skipped += 1
+                progress.skipped(None, r.total_timesteps)
+                sd.data["runs"][r.name]["status"] = "done"
+            else:
+                jobs.append(job_of(r, spec, track))
+        sd.save()
+
+        def on_start(job):
+            rec = sd.data["runs"][job["name"]]
+            rec["status"] = "running"
+            rec["attempts"].append({"started": now()})
+            sd.save()
+            progress.started(job)
+
+        def on_done(job, outcome):
+            rec = sd.data["runs"][job["name"]]
+            st = outcome["status"]
+            rec["status"] = {"done": "done", "skipped": "done", "interrupted": "interrupted"}\
+                .get(st, "failed")
+            rec["error"] = outcome.get("error")
+            att = rec["attempts"][-1] if rec["attempts"] else {}
+            att.update(ended=now(), **{k: outcome.get(k) for k in
+                                       ("status", "how", "exit_code", "steps", "wall_time",
+                                        "host", "final_return")})
+            sd.save()
+            summary.steps += outcome.get("steps") or 0
+            if st == "done":
+                summary.done += 1
+                summary.resumed += outcome.get("how") == "resumed"
+            elif st == "skipped":
+                summary.skipped += 1
+            elif st == "interrupted":
+                summary.interrupted += 1
+            else:
+                summary.failed += 1
+                summary.failures[job["name"]] = outcome.get("error")
+            progress.finished(job, outcome, by_name[job["name"]].total_timesteps)
+
+        t0 = time.time()
+        old = None
+        if threading.current_thread() is threading.main_thread():
+            old = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            if jobs:
+                pool.run(jobs, on_start, on_done, progress.refresh)
+        except KeyboardInterrupt:
+            raise SweepInterrupted(summary) from None
+        finally:
+            if old is not None:
+                signal.signal(signal.SIGTERM, old)
+            summary.wall_time = time.time() - t0
+            progress.close()
+            inv.update(ended=now(), wall_time=summary.wall_time, steps=summary.steps,
+                       counts={k: getattr(summary, k) for k in
+                               ("done", "resumed", "skipped", "failed", "interrupted")})
+            sd.save()
+    return summary
+
+
+def _raise_interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+class SweepInterrupted(Exception):
+    def __init__(self, summary: SweepSummary):
+        super().__init__(summary.line())
+        self.summary = summary

@@ -1,0 +1,265 @@
+"""mcpo sweep: spec parsing and checks, presets, dry run, the local pool and Ray backends,
+kill and re-run, a failing run, the sweep lock."""
+
+import io
+import json
+import math
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import TINY_SPEC, sweep_cmd, sweep_env
+from mcpo.cli import build_parser, config_from_args, main
+from mcpo.experiments import parse_spec
+from mcpo.experiments.progress import Progress
+from mcpo.experiments.sweep import job_of
+from mcpo.experiments.sweepdir import SweepDir
+from mcpo.experiments.worker import run_job
+from mcpo.logger import last_metrics_row, read_metrics
+from mcpo.rundir import RunDir
+from mcpo.presets import experiments as experiment_presets
+
+TIMING = {"wall_time", "sps", "rollout_time", "update_time"}
+
+SPEC = """\
+name: unit
+seeds: [1, 2]
+flags:
+  total_timesteps: 1e5
+  num_steps: 512
+grid:
+  learning_rate: [3e-4, 1e-4]
+envs:
+  Pendulum-v1: {}
+  CartPole-v1: {total_timesteps: 50_000}
+methods:
+  PPO:
+    algo: ppo
+    grid: {clip_coef: [0.1, 0.2]}
+  MCPO:
+    algo: mcpo
+    envs: [Pendulum-v1]
+    memory_size: 5
+    learning_rate: 1e-3
+"""
+
+
+def test_grid_expansion_precedence_and_deterministic_names(tmp_path):
+    spec = parse_spec(SPEC, "unit.yaml", tmp_path)
+    # PPO: 2 envs x 2 lr x 2 clip x 2 seeds; MCPO: 1 env x 2 seeds (its lr overrides the grid)
+    assert len(spec.runs) == 16 + 2
+    ppo = [r for r in spec.runs if r.algo == "ppo"]
+    assert {(r.config.learning_rate, r.config.algo_config.clip_coef) for r in ppo} == \
+        {(3e-4, 0.1), (3e-4, 0.2), (1e-4, 0.1), (1e-4, 0.2)}
+    assert {r.config.total_timesteps for r in ppo if r.env_id == "CartPole-v1"} == {50_000}
+    assert {r.config.total_timesteps for r in ppo if r.env_id == "Pendulum-v1"} == {100_000}
+    mc = [r for r in spec.runs if r.algo == "mcpo"]
+    assert [(r.seed, r.config.learning_rate, r.config.algo_config.memory_size) for r in mc] \
+        == [(1, 1e-3, 5), (2, 1e-3, 5)]
+    assert mc[0].setting == "MCPO" and ppo[0].setting.startswith("PPO (learning_rate=")
+    # seeds first: every setting of seed 1 before any of seed 2
+    assert [r.seed for r in spec.runs] == [1] * 9 + [2] * 9
+    # names: deterministic, unique, and they change with any flag
+    again = parse_spec(SPEC, "unit.yaml", tmp_path)
+    assert [r.name for r in again.runs] == [r.name for r in spec.runs]
+    assert len({r.name for r in spec.runs}) == len(spec.runs)
+    changed = parse_spec(SPEC.replace("num_steps: 512", "num_steps: 256"), "u.yaml", tmp_path)
+    assert not {r.name for r in changed.runs} & {r.name for r in spec.runs}
+    assert all(r.config.run_dir == str(tmp_path / r.name) for r in spec.runs)
+    assert not any(tmp_path.iterdir())  # parsing writes nothing
+
+
+def test_scale_filters_and_the_equivalent_train_command(tmp_path):
+    spec = parse_spec(SPEC, "unit.yaml", tmp_path, scale=0.05, envs=["Pendulum-v1"],
+                      methods=["MCPO"], seeds=[7])
+    (run,) = spec.runs
+    assert run.config.total_timesteps == 5_000 and run.seed == 7
+    tiny = parse_spec(SPEC, "unit.yaml", tmp_path, scale=1e-4, methods=["MCPO"], seeds=[1])
+    assert tiny.runs[0].config.total_timesteps == 512  # never below one rollout batch
+    cmd = run.train_command()
+    assert cmd[:6] == ["mcpo", "train", "--algo", "mcpo", "--env-id", "Pendulum-v1"]
+    ns = build_parser(cmd[1:]).parse_args(cmd[1:])
+    assert config_from_args(ns) == run.config  # the command makes exactly this run
+    with pytest.raises(Exception, match="--method 'SAC' not in"):
+        parse_spec(SPEC, "unit.yaml", tmp_path, methods=["SAC"])
+
+
+BAD_SPECS = [
+    # (what is wrong, edit of SPEC, the line the error must name, text it must contain)
+    ("unknown flag", ("memory_size: 5", "memory_sise: 5"), 18, "Did you mean 'memory_size'"),
+    ("out of bounds", ("clip_coef: [0.1, 0.2]", "clip_coef: [0.1, -0.2]"), 14,
+     "--clip-coef must be"),
+    ("not a number", ("total_timesteps: 1e5", "total_timesteps: lots"), 4,
+     "expected an integer"),
+    ("empty grid", ("clip_coef: [0.1, 0.2]", "clip_coef: []"), 14, "is empty"),
+    ("foreign flag", ("    algo: ppo\n", "    algo: ppo\n    memory_size: 3\n"), 14,
+     "not a setting of ppo"),
+    ("duplicate run", ("  MCPO:\n", "  PPO2:\n    algo: ppo\n    grid: {clip_coef: [0.2]}\n"
+                                    "  MCPO:\n"), 15, "a second time"),
+    ("unknown algo", ("algo: mcpo", "algo: mcpoo"), 16, "Did you mean 'mcpo'"),
+    ("not YAML", ("  Pendulum-v1: {}", "  Pendulum-v1: {"), 11, "mapping on line 9"),
+    ("reserved", ("    memory_size: 5", "    seed: 3"), 18, "comes from `seeds:`"),
+]
+
+
+@pytest.mark.parametrize("what,edit,line,text", BAD_SPECS, ids=[b[0] for b in BAD_SPECS])
+def test_a_malformed_spec_is_refused_naming_its_line_and_nothing_starts(tmp_path, capsys,
+                                                                        what, edit, line, text):
+    spec = tmp_path / "bad.yaml"
+    assert edit[0] in SPEC
+    spec.write_text(SPEC.replace(edit[0], edit[1], 1))
+    out = tmp_path / "out"
+    assert main(["sweep", str(spec), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert f"line {line}" in err and text in err, err
+    assert not out.exists()
+
+
+def test_every_experiment_preset_parses_with_the_papers_run_counts(tmp_path):
+    counts = {n: len(parse_spec(experiment_presets.text(n), f"preset {n}", tmp_path,
+                                check_envs=False).runs)
+              for n in experiment_presets.names()}
+    # table1: 6 methods x 3 values x 3 envs x 5 seeds; navigation: (5 + 3) x 2 x 5;
+    # table2: 6 x 6 x 5; table3: 5 x 9 x 5; ablation: 13 settings x 5
+    assert counts == {"table1": 270, "navigation": 80, "table2": 180, "table3": 225,
+                      "ablation": 65}
+
+
+def test_dry_run_lists_the_runs_and_their_env_steps(tmp_path, capsys):
+    out = tmp_path / "t1"
+    assert main(["sweep", "--preset", "table1", "--env", "Pendulum-v1", "--out", str(out),
+                 "--dry-run"]) == 0
+    text = capsys.readouterr().out
+    assert "90 runs, 90,000,000 env steps" in text
+    assert "Pendulum-v1__mcpo__memory_size=40__s5__" in text
+    assert not out.exists()
+    assert main(["sweep", "--preset", "table1", "--print-spec"]) == 0
+    assert "kl_target: [0.003, 0.01, 0.03]" in capsys.readouterr().out
+
+
+def test_a_second_sweep_into_a_busy_directory_exits_4_and_changes_nothing(tmp_path, capsys):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(SPEC)
+    out = tmp_path / "out"
+    with SweepDir(out):
+        before = sorted(p.name for p in out.iterdir())
+        assert main(["sweep", str(spec), "--out", str(out), "--method", "MCPO"]) == 4
+        assert sorted(p.name for p in out.iterdir()) == before
+    assert "in use by process" in capsys.readouterr().err
+
+
+def _comparable(run_dir: Path):
+    rows = [{k: v for k, v in r.items() if k not in TIMING} for r in
+            read_metrics(run_dir / "metrics.csv")]
+    res = json.loads((run_dir / "result.json").read_text())
+    return rows, (res["final_return"], res["eval_return_mean"], res["global_step"])
+
+
+def _same(a, b) -> bool:
+    return all((x == y) or (isinstance(x, float) and math.isnan(x) and math.isnan(y))
+               for ra, rb in zip(a[0], b[0]) for x, y in zip(ra.values(), rb.values())) \
+        and len(a[0]) == len(b[0]) and a[1] == b[1]
+
+
+@pytest.mark.slow
+def test_killed_sweep_rerun_finishes_without_redoing_finished_runs(tiny_sweep):
+    out, rerun = tiny_sweep["out"], tiny_sweep["rerun"]
+    assert rerun.returncode == 1, rerun.stdout + rerun.stderr  # the broken run failed
+    good = sorted(out.glob("Pendulum-v1__*"))
+    assert len(good) == 4 and all((d / "result.json").is_file() for d in good)
+    for name, content in tiny_sweep["before"].items():  # finished before the kill: kept
+        assert (out / name / "result.json").read_bytes() == content
+    record = json.loads((out / "sweep.json").read_text())
+    assert len(record["invocations"]) == 2
+    counts = record["invocations"][1]["counts"]
+    assert counts["skipped"] == len(tiny_sweep["before"]) >= 1
+    assert counts["resumed"] >= 1 and counts["done"] == 4 - counts["skipped"]
+    for name in tiny_sweep["mid"]:  # mid-way at the kill: resumed from its checkpoint
+        assert record["runs"][name]["attempts"][-1]["how"] == "resumed"
+        its = [int(r["iteration"]) for r in read_metrics(out / name / "metrics.csv")]
+        assert its == list(range(1, 13))  # every iteration once, none lost or doubled
+    assert f"{counts['resumed']} resumed" in rerun.stdout
+
+
+@pytest.mark.slow
+def test_a_failing_run_is_recorded_and_the_others_complete(tiny_sweep):
+    out = tiny_sweep["out"]
+    (bad,) = out.glob("mcpo_test-NanReward-v0__*")
+    record = json.loads((out / "sweep.json").read_text())["runs"][bad.name]
+    assert record["status"] == "failed" and record["attempts"][-1]["exit_code"] == 3
+    assert "Non-finite value" in record["error"]
+    assert "Non-finite value" in (bad / "error.txt").read_text()
+    assert not (bad / "result.json").exists()
+    assert "1 failed" in tiny_sweep["rerun"].stdout
+    assert bad.name in tiny_sweep["rerun"].stderr
+
+
+@pytest.mark.slow
+def test_ray_backend_gives_the_same_runs_as_the_local_pool(tiny_sweep, tmp_path):
+    pytest.importorskip("ray")
+    out = tmp_path / "ray"
+    res = subprocess.run(sweep_cmd(tiny_sweep["spec"], out, "--backend", "ray", "--method",
+                                   "PPO", "--method", "MCPO"),
+                         env=sweep_env(), capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "4 done" in res.stdout and "ray backend" in res.stdout
+    local = tiny_sweep["out"]
+    compared = 0
+    for d in sorted(out.glob("Pendulum-v1__*")):
+        if d.name in tiny_sweep["mid"]:
+            continue  # resumed locally: its envs were re-seeded, so it differs by design
+        assert _same(_comparable(d), _comparable(local / d.name)), d.name
+        compared += 1
+    assert compared >= 3
+    # and a spec it was given is the one recorded
+    assert json.loads((out / "sweep.json").read_text())["invocations"][0]["backend"] == "ray"
+    assert TINY_SPEC.splitlines()[0] == "name: tiny"
+
+
+class FakeTTY(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_progress_view_redraws_in_place_on_a_terminal_and_prints_lines_otherwise(tmp_path):
+    run_dir = tmp_path / "r1"
+    run_dir.mkdir()
+    (run_dir / "metrics.csv").write_text("iteration,global_step,recent_return\r\n"
+                                         "1,512,-900.5\r\n2,1024,-850.25\r\n3,15")  # partial
+    job = {"name": "r1", "run_dir": str(run_dir), "config": {"total_timesteps": 2048}}
+    tty = FakeTTY()
+    view = Progress("s", 2, 4096, tty)
+    view.started(job)
+    first = tty.getvalue()
+    assert "0/2 runs over" in first and "1,024/2,048" in first and "-850.25" in first
+    view.finished(job, {"status": "done", "how": "resumed", "steps": 1024, "wall_time": 3.0},
+                  2048)
+    assert "\x1b[2F\x1b[J" in tty.getvalue()[len(first):]  # the 2 lines drawn are replaced
+    assert view.counts["done"] == 1 and view.counts["resumed"] == 1
+    log = io.StringIO()
+    view = Progress("s", 1, 2048, log)
+    view.started(job)
+    view.finished(job, {"status": "failed", "exit_code": 3, "error": "NaN\nmore"}, 2048)
+    assert "failed: r1 (exit code 3): NaN" in log.getvalue() and "\x1b" not in log.getvalue()
+
+
+def test_last_metrics_row_skips_a_row_being_written(tmp_path):
+    f = tmp_path / "metrics.csv"
+    assert last_metrics_row(f) is None
+    f.write_text("a,b\r\n")
+    assert last_metrics_row(f) is None
+    f.write_text("a,b\r\n1,2\r\n3,")
+    assert last_metrics_row(f) == {"a": 1.0, "b": 2.0}
+
+
+def test_a_run_directory_holding_another_config_is_left_alone(tmp_path):
+    spec = parse_spec(SPEC, "unit.yaml", tmp_path, methods=["MCPO"], seeds=[1])
+    run = spec.runs[0]
+    other = run.config.replace(learning_rate=5e-4)
+    with RunDir.create(Path(run.config.run_dir), other):
+        pass
+    before = (Path(run.config.run_dir) / "config.json").read_bytes()
+    out = run_job(job_of(run, spec, None))
+    assert out["status"] == "failed" and "another config (learning_rate" in out["error"]
+    assert (Path(run.config.run_dir) / "config.json").read_bytes() == before
