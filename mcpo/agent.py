@@ -15,7 +15,7 @@ from mcpo.checkpoint import load_checkpoint, restore
 from mcpo.config import TrainConfig
 from mcpo.envs import RunningMeanStd, make_env, normalize_obs
 from mcpo.networks import make_policy
-from mcpo.rollout import Interrupted
+from mcpo.rollout import run_episodes
 from mcpo.rundir import find_checkpoint, read_config
 from mcpo.types import ConfigError
 
@@ -82,20 +82,11 @@ def evaluate(agent: Agent, env_id: str, episodes: int, seed: int = 0,
     polled every step; when it turns true, `mcpo.rollout.Interrupted` is raised."""
     env = make_env(env_id, render_mode="rgb_array" if video else None)
     agent.seed(seed)
-    frames, returns = [], []
+    frames = []
     try:
-        for ep in range(episodes):
-            obs, _ = env.reset(seed=seed + ep)
-            done, total = False, 0.0
-            while not done:
-                if should_stop():
-                    raise Interrupted()
-                if video:
-                    frames.append(env.render())
-                obs, r, term, trunc, _ = env.step(agent.act(obs, deterministic))
-                total += float(r)
-                done = term or trunc
-            returns.append(total)
+        returns = run_episodes(env, lambda obs: agent.act(obs, deterministic), episodes, seed,
+                               should_stop, (lambda: frames.append(env.render())) if video
+                               else None)
     finally:
         env.close()
     if video:

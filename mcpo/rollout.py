@@ -25,6 +25,27 @@ class Interrupted(Exception):
     """Raised inside the rollout when a stop was requested (SIGINT/SIGTERM)."""
 
 
+def run_episodes(env, act, episodes: int, seed: int, should_stop=lambda: False,
+                 before_step=None) -> list[float]:
+    """Full test episodes of `act(obs) -> action` on a plain env, reset with seeds seed,
+    seed + 1, ...; returns their raw returns. `should_stop()` is polled every step (raises
+    Interrupted); `before_step()` runs before each step (e.g. to grab a video frame)."""
+    returns = []
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=seed + ep)
+        done, total = False, 0.0
+        while not done:
+            if should_stop():
+                raise Interrupted()
+            if before_step is not None:
+                before_step()
+            obs, r, term, trunc, _ = env.step(act(obs))
+            total += float(r)
+            done = term or trunc
+        returns.append(total)
+    return returns
+
+
 class Rollout(NamedTuple):
     obs: np.ndarray         # (T, E, D) normalized observations the policy saw
     actions: np.ndarray     # (T, E, A) unclipped samples, or (T, E) ints
