@@ -1,16 +1,24 @@
 """What MCPO's memory and attention do during training, from the metrics.csv of MCPO runs.
 
-Four panels, each a mean over the runs of a group (a group is every run directory under one
+Eight panels, each a mean over the runs of a group (a group is every run directory under one
 `--group LABEL=DIR` directory that holds an MCPO metrics.csv, e.g. the seeds of one method of
 `benchmarks/learning.py`):
 
-  (a) attention: the slot receiving the most attention, j* = argmax_j f_phi(context)_j, as a
-      fraction of the memory size (0 = the newest policy, 1 = the oldest), cf. the paper's
-      Fig. 1(c); and the attention-weighted mean age of psi, sum_j w_j j / (N - 1);
-  (b) mean alpha_t, the weight of the psi trust region in the theta step (paper App. Fig. 4);
-  (c) fraction of minibatches with beta = beta_max (switching beta, Eq. 4);
-  (d) D(theta_old, theta) after the update and D(theta_old, psi) (the two trust-region
-      distances Eq. 4 compares), log scale.
+  (a) the attended policy's age: age of the slot with the largest weight, in memory writes
+      since that policy was stored (per minibatch, averaged over the iteration), and the
+      attention-weighted mean age -- the unambiguous form of the paper's Fig. 1(c);
+  (b) the paper's index j* = argmax_j f_phi(v)_j, 1-based, under both conventions (newest
+      stored last: j* = fill - age; newest first: j* = age + 1), cf. "j* > 35" of N = 40;
+  (c) attention entropy in nats (mean over minibatches; dotted: log N, uniform attention);
+  (d) mean alpha_t, the weight of the psi trust region (paper App. Fig. 4);
+  (e) psi vs theta_old: test returns of the last minibatch's virtual policy and of the
+      iteration's sampling policy, deterministic (solid) and stochastic (dashed), from
+      `--eval-psi-every` (paper Fig. 1(b));
+  (f) fraction of minibatches with beta = beta_max (switching beta, Eq. 4);
+  (g) D(theta_old, theta) after the update and D(theta_old, psi), log scale;
+  (h) memory writes per iteration (Eq. 2).
+
+Panels whose columns a run lacks (runs made before these diagnostics) stay empty.
 
     python benchmarks/mcpo_insight.py --out insight.png \
         --group "N=5=runs/pendulum-1m/MCPO__N_5" --group "N=40=runs/pendulum-1m/MCPO__N_40"
@@ -26,6 +34,14 @@ from pathlib import Path
 
 import numpy as np
 
+# (key in a loaded run, metrics.csv column)
+COLUMNS = {"argmax_age": "attn_argmax_age", "jstar_last": "attn_jstar_newest_last",
+           "jstar_first": "attn_jstar_newest_first", "entropy": "attn_entropy",
+           "alpha": "alpha", "beta_max": "beta_max_frac", "d_theta": "d_old_theta",
+           "d_psi": "d_old_psi", "writes": "memory_writes",
+           "psi_det": "eval_psi_return_det", "psi_stoch": "eval_psi_return_stoch",
+           "old_det": "eval_old_return_det", "old_stoch": "eval_old_return_stoch"}
+
 
 def load_group(root: Path) -> list[dict[str, np.ndarray]]:
     """Per run under `root` (itself or its subdirectories): the columns we plot."""
@@ -40,16 +56,12 @@ def load_group(root: Path) -> list[dict[str, np.ndarray]]:
             continue
         n_slots = sum(1 for k in rows[0] if k.startswith("attn_weights_"))
         w = np.array([[r[f"attn_weights_{j}"] for j in range(n_slots)] for r in rows])
-        scale = max(n_slots - 1, 1)
-        runs.append(dict(
-            step=np.array([r["global_step"] for r in rows], float),
-            argmax=np.array([r["attn_argmax"] for r in rows], float) / scale,
-            mean_age=(w * np.arange(n_slots)).sum(1) / np.maximum(w.sum(1), 1e-12) / scale,
-            alpha=np.array([r["alpha"] for r in rows], float),
-            beta_max=np.array([r["beta_max_frac"] for r in rows], float),
-            d_theta=np.array([r["d_old_theta"] for r in rows], float),
-            d_psi=np.array([r["d_old_psi"] for r in rows], float),
-        ))
+        run = dict(step=np.array([r["global_step"] for r in rows], float), n_slots=n_slots,
+                   mean_age=(w * np.arange(n_slots)).sum(1) / np.maximum(w.sum(1), 1e-12))
+        for key, col in COLUMNS.items():
+            if col in rows[0]:
+                run[key] = np.array([r[col] for r in rows], float)
+        runs.append(run)
     return runs
 
 
@@ -61,40 +73,69 @@ def plot(groups: dict[str, list[dict]], out: Path, title: str, window: int) -> N
 
     from mcpo.stats import moving_average
 
-    fig, axes = plt.subplots(2, 2, figsize=(11, 7))
+    fig, axes = plt.subplots(2, 4, figsize=(20, 8.5))
+    ax = dict(zip("abcdefgh", axes.flat))
     colors = plt.get_cmap("tab10").colors
     for i, (label, runs) in enumerate(groups.items()):
         n = min(len(r["step"]) for r in runs)
         c = colors[i % 10]
+        x = moving_average(runs[0]["step"][:n], window)
 
         def mean(key):
+            if not all(key in r for r in runs):
+                return None
             return moving_average(np.mean([r[key][:n] for r in runs], 0), window)
 
-        x = moving_average(runs[0]["step"][:n], window)
-        ax = axes[0, 0]
-        ax.plot(x, mean("argmax"), color=c, label=f"{label}: argmax slot j*/(N-1)")
-        ax.plot(x, mean("mean_age"), "--", color=c, label=f"{label}: attention-weighted age")
-        axes[0, 1].plot(x, mean("alpha"), color=c, label=label)
-        axes[1, 0].plot(x, mean("beta_max"), color=c, label=label)
-        ax = axes[1, 1]
-        ax.plot(x, mean("d_theta"), color=c, label=f"{label}: D(θ_old, θ)")
-        ax.plot(x, mean("d_psi"), "--", color=c, label=f"{label}: D(θ_old, ψ)")
-    axes[0, 0].set_ylabel("slot / (N-1)  (0 newest, 1 oldest)")
-    axes[0, 0].set_title("(a) which past policies ψ attends to")
-    axes[0, 1].set_ylabel("mean α_t")
-    axes[0, 1].set_title("(b) weight of the ψ trust region")
-    axes[1, 0].set_ylabel("fraction of minibatches")
-    axes[1, 0].set_title("(c) β = β_max (switching β)")
-    axes[1, 1].set_ylabel("mean KL")
-    axes[1, 1].set_yscale("log")
-    axes[1, 1].set_title("(d) trust-region distances")
-    for ax in axes.flat:
-        ax.set_xlabel("environment steps")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.suptitle(f"{title} (mean over runs, moving average of {window} iterations)")
+        def line(panel, key, style="-", text=None):
+            y = mean(key)
+            if y is not None:
+                ax[panel].plot(x, y, style, color=c, label=text or label)
+
+        line("a", "argmax_age", text=f"{label}: argmax slot")
+        line("a", "mean_age", "--", f"{label}: weighted mean")
+        line("b", "jstar_last", text=f"{label}: newest last")
+        line("b", "jstar_first", ":", f"{label}: newest first")
+        line("c", "entropy")
+        ax["c"].axhline(np.log(runs[0]["n_slots"]), color=c, ls=":", lw=0.8)
+        line("d", "alpha")
+        line("f", "beta_max")
+        line("g", "d_theta", text=f"{label}: D(θ_old, θ)")
+        line("g", "d_psi", "--", f"{label}: D(θ_old, ψ)")
+        line("h", "writes")
+        # (e): evaluated every K iterations only; mean over runs at those iterations
+        if all("psi_det" in r for r in runs):
+            for key, style, text in (("psi_det", "-", "ψ det"), ("old_det", "-", "θ_old det"),
+                                     ("psi_stoch", "--", "ψ stoch"),
+                                     ("old_stoch", "--", "θ_old stoch")):
+                y = np.mean([r[key][:n] for r in runs], 0)
+                ok = np.isfinite(y)
+                if ok.any():
+                    ax["e"].plot(runs[0]["step"][:n][ok], y[ok], style, color=c,
+                                 alpha=1.0 if key.startswith("psi") else 0.45,
+                                 marker="o" if key.startswith("psi") else None, ms=2,
+                                 label=f"{label}: {text}")
+    labels = {
+        "a": ("age (memory writes since stored)", "(a) age of the attended policy (Fig. 1c)"),
+        "b": ("j* (1-based)", "(b) the paper's j* under both index conventions"),
+        "c": ("nats (dotted: log N, uniform)", "(c) attention entropy"),
+        "d": ("mean α_t", "(d) weight of the ψ trust region (Fig. 4)"),
+        "e": ("test return", "(e) ψ vs θ_old (Fig. 1b; --eval-psi-every)"),
+        "f": ("fraction of minibatches", "(f) β = β_max (switching β)"),
+        "g": ("mean KL", "(g) trust-region distances"),
+        "h": ("writes per iteration", "(h) memory writes (Eq. 2)"),
+    }
+    for k, (ylabel, t) in labels.items():
+        ax[k].set_ylabel(ylabel)
+        ax[k].set_title(t)
+        ax[k].set_xlabel("environment steps")
+        ax[k].grid(alpha=0.3)
+        if ax[k].lines:
+            ax[k].legend(fontsize=6)
+    ax["g"].set_yscale("log")
+    fig.suptitle(f"{title} (mean over runs, moving average of {window} iterations; (e) "
+                 f"unsmoothed)")
     fig.tight_layout()
-    fig.savefig(out, dpi=110)
+    fig.savefig(out, dpi=100)
     plt.close(fig)
 
 

@@ -455,7 +455,7 @@ def test_psi_evaluation_scores_psi_and_theta_old_with_paired_seeds():
                 if deterministic else np.zeros(1, np.float32)
 
     class S:
-        params = {"actor": "old"}
+        params = {"actor": "old"}  # before the update; "theta" after it
 
         class algo:  # noqa: N801
             psi_old = "psi"
@@ -469,9 +469,11 @@ def test_psi_evaluation_scores_psi_and_theta_old_with_paired_seeds():
     assert all(math.isnan(row[c]) for c in psi_eval.COLUMNS)
     cb.before_iteration(tr)
     tr.iteration = 2
+    S.params = {"actor": "theta"}  # the update
     cb.on_iteration(tr, row)
-    assert [a.actor for a in tr.agents] == ["psi", "old"]
-    assert tr.agents[0].seeds == tr.agents[1].seeds == [psi_eval.eval_seed(3, 2)] * 2
+    assert [a.actor for a in tr.agents] == ["psi", "old", "theta"]
+    assert all(a.seeds == [psi_eval.eval_seed(3, 2)] * 2 for a in tr.agents)
+    assert row["eval_theta_return_det"] == row["eval_old_return_det"]  # both act -2
     # constant torques +2 / -2 / 0 on the same initial states give different returns
     assert row["eval_psi_return_det"] != row["eval_old_return_det"]
     assert row["eval_psi_return_stoch"] == row["eval_old_return_stoch"]

@@ -2,15 +2,19 @@
 
 With `--eval-psi-every K` (MCPOConfig), after every K-th iteration the trainer runs this
 callback: it evaluates psi (the virtual policy of the iteration's last minibatch, kept in the
-state as psi_old) and theta_old (the iteration's sampling policy) for `--eval-psi-episodes`
-test episodes each, deterministic (mean action) and stochastic (sampled), on an env of its own
-with seeds of its own (the same seeds for both policies, so the comparison is paired). The
+state as psi_old), theta_old (the iteration's sampling policy) and, as a reference the paper's
+figure lacks, theta (the policy after the iteration's update: psi is built from policies
+between the two, so "psi beats theta_old" may only mean "learning progressed") for
+`--eval-psi-episodes` test episodes each, deterministic (mean action) and stochastic
+(sampled), on an env of its own with seeds of its own (the same seeds for every policy, so the
+comparison is paired). The
 observation normalization is a frozen copy of the training statistics. Nothing here touches
 the training state, its RNG or its environments, so the run's other metrics are identical with
 and without it, and resume stays exact.
 
 Columns (NaN on the other iterations): eval_psi_return_det, eval_psi_return_stoch,
-eval_old_return_det, eval_old_return_stoch, eval_psi_time (seconds spent).
+eval_old_return_det, eval_old_return_stoch, eval_theta_return_det, eval_theta_return_stoch,
+eval_psi_time (seconds spent).
 
 An algorithm module cannot import the trainer (layering); the trainer runs the objects
 `make_callbacks` returns (AlgoSpec.make_callbacks) next to its own `Callback`s, so this class
@@ -27,8 +31,9 @@ import numpy as np
 from mcpo.envs import make_env
 from mcpo.rollout import run_episodes
 
-COLUMNS = ("eval_psi_return_det", "eval_psi_return_stoch", "eval_old_return_det",
-           "eval_old_return_stoch", "eval_psi_time")
+POLICIES = ("psi", "old", "theta")
+COLUMNS = tuple(f"eval_{p}_return_{m}" for p in POLICIES for m in ("det", "stoch")) \
+    + ("eval_psi_time",)
 
 
 def eval_seed(seed: int, iteration: int) -> int:
@@ -55,8 +60,10 @@ class PsiEvaluation:
         seed = eval_seed(trainer.cfg.seed, trainer.iteration)
         env = make_env(trainer.cfg.env_id)
         try:
-            for name, actor in (("psi", trainer.state.algo.psi_old), ("old", self._theta_old)):
-                agent = trainer.agent(actor)
+            actors = {"psi": trainer.state.algo.psi_old, "old": self._theta_old,
+                      "theta": trainer.state.params["actor"]}
+            for name in POLICIES:
+                agent = trainer.agent(actors[name])
                 for mode, deterministic in (("det", True), ("stoch", False)):
                     agent.seed(seed)
                     rets = run_episodes(env, lambda obs: agent.act(obs, deterministic),
