@@ -175,6 +175,15 @@ def test_an_mcpo_run_logs_the_diagnostics_and_memory_size_one_runs_with_them(tmp
             assert all(r["attn_weight_newest"] == 1.0 and r["attn_entropy"] == 0.0
                        for r in rows)
         assert all(k not in rows[0] for k in psi_eval.COLUMNS)  # off by default
+    # Mean psi logs them too: uniform weights over the filled slots
+    run = tmp_path / "mean"
+    mcpo.train(mcpo.make_config("mcpo-mean", "Pendulum-v1", memory_size=40, run_dir=str(run),
+                                total_timesteps=256, write_rule="every",
+                                **{k: v for k, v in TINY.items() if k != "env_id"}))
+    rows = read_metrics(run / "metrics.csv")
+    fills = 1 + np.arange(2 * 4)  # 2 iterations x 4 minibatches, one write after each
+    assert rows[0]["attn_entropy"] == pytest.approx(np.mean(np.log(fills[:4])), rel=1e-5)
+    assert rows[1]["attn_weight_newest"] == pytest.approx(np.mean(1 / fills[4:]), rel=1e-5)
 
 
 # ----------------------------------------------------------------------------------------------
