@@ -124,11 +124,11 @@ class MCPOConfig:
                                      "not only by position.")
     attn_ent_coef: float = param(0.0, "Our extension: entropy bonus on the attention weights "
                                  "in the phi step (0: none).", low=0.0, high=1e3)
-    eval_psi_every: int = param(0, "Every K iterations evaluate psi (the last minibatch's "
-                                "virtual policy) and theta_old on their own envs and seeds, "
-                                "deterministic and stochastic (paper Fig. 1b); columns "
-                                "eval_psi_return_det|stoch, eval_old_return_det|stoch. 0: "
-                                "never. Training is unaffected.", low=0, high=10**9)
+    eval_psi_every: int = param(0, "Every K iterations test psi (the last minibatch's "
+                                "virtual policy), theta_old and the updated theta on an env "
+                                "and seeds of their own, deterministic and stochastic (paper "
+                                "Fig. 1b); columns eval_{psi,old,theta}_return_{det,stoch}. "
+                                "0: never. Training is unaffected.", low=0, high=10**9)
     eval_psi_episodes: int = param(10, "Episodes per policy and mode for --eval-psi-every.",
                                    low=1, high=10**6)
 
