@@ -22,7 +22,7 @@ from mcpo.config import TrainConfig
 from mcpo.envs import (RunningMeanStd, make_env, network_kind, normalize_obs, obs_layout,
                        pack_minigrid_obs)
 from mcpo.networks import make_policy
-from mcpo.rollout import Episode, Interrupted
+from mcpo.rollout import Episode, play_episodes
 from mcpo.rundir import find_checkpoint, read_config
 from mcpo.types import SEED_MAX, ConfigError, StorageError, param
 
@@ -138,21 +138,11 @@ def run_episodes(agent: Agent, env_id: str, episodes: int, seed: int = 0,
         check_video_path(video)
     env = make_env(env_id, render_mode="rgb_array" if video else None)
     agent.seed(seed)
-    frames, out = [], []
+    frames = []
     try:
-        for ep in range(episodes):
-            obs, _ = env.reset(seed=seed + ep)
-            done, total, n, r, term = False, 0.0, 0, 0.0, False
-            while not done:
-                if should_stop():
-                    raise Interrupted()
-                if video:
-                    frames.append(env.render())
-                obs, r, term, trunc, _ = env.step(agent.act(obs, deterministic))
-                total += float(r)
-                n += 1
-                done = term or trunc
-            out.append(Episode(total, n, bool(term and r > 0)))
+        out = play_episodes(env, lambda obs: agent.act(obs, deterministic), episodes, seed,
+                            should_stop, (lambda: frames.append(env.render())) if video
+                            else None)
     finally:
         env.close()
     if video:

@@ -25,6 +25,39 @@ class Interrupted(Exception):
     """Raised inside the rollout when a stop was requested (SIGINT/SIGTERM)."""
 
 
+class Episode(NamedTuple):
+    """A finished episode as logged: the raw return (Atari: the unclipped game score of the
+    whole game), its length, and success: it ended by termination with a positive last reward
+    (MiniGrid: the goal was reached; a time-limit end is never a success)."""
+
+    ret: float
+    length: int
+    success: bool
+
+
+def play_episodes(env, act, episodes: int, seed: int, should_stop=lambda: False,
+                  before_step=None) -> list[Episode]:
+    """Full test episodes of `act(obs) -> action` on a plain env, reset with seeds seed,
+    seed + 1, ...; returns them as `Episode`s (raw return, length, success). `should_stop()`
+    is polled every step (raises Interrupted); `before_step()` runs before each step (e.g. to
+    grab a video frame)."""
+    out = []
+    for ep in range(episodes):
+        obs, _ = env.reset(seed=seed + ep)
+        done, total, n, r, term = False, 0.0, 0, 0.0, False
+        while not done:
+            if should_stop():
+                raise Interrupted()
+            if before_step is not None:
+                before_step()
+            obs, r, term, trunc, _ = env.step(act(obs))
+            total += float(r)
+            n += 1
+            done = term or trunc
+        out.append(Episode(total, n, bool(term and r > 0)))
+    return out
+
+
 class Rollout(NamedTuple):
     """Observations are (T, E, *obs_shape) in the vector env's dtype: float32 vectors
     (normalized if norm_obs) or uint8 frames/grids, kept uint8 (the network scales them)."""
@@ -92,15 +125,6 @@ def make_prepare_batch(policy, gamma: float, lam: float):
 
     return prepare
 
-
-class Episode(NamedTuple):
-    """A finished episode as logged: the raw return (Atari: the unclipped game score of the
-    whole game), its length, and success: it ended by termination with a positive last reward
-    (MiniGrid: the goal was reached; a time-limit end is never a success)."""
-
-    ret: float
-    length: int
-    success: bool
 
 
 class Collector:

@@ -220,6 +220,9 @@ class Trainer:
             self.prepare = make_prepare_batch(self.policy, cfg.gamma, cfg.gae_lambda)
             self.update = jax.jit(self.spec.make_update(cfg, self.policy))
             self.finite = jax.jit(finite_leaves)
+            # the algorithm's own callbacks (e.g. MCPO's psi evaluation) run before the user's
+            if self.spec.make_callbacks is not None:
+                self.callbacks[:0] = self.spec.make_callbacks(cfg, self.policy)
         except BaseException:
             self.vec.close()
             raise
@@ -287,14 +290,16 @@ class Trainer:
         self.saved_iteration = self.iteration
         return meta
 
-    def agent(self) -> Agent:
-        """The current policy as an `Agent` (a frozen copy of the observation statistics)."""
+    def agent(self, actor=None) -> Agent:
+        """The current policy (or `actor`, another actor pytree of this run's network, e.g.
+        MCPO's psi) as an `Agent`, with a frozen copy of the observation statistics."""
         rms = None
         if self.collector.obs_rms is not None:
             rms = RunningMeanStd(self.collector.obs_rms.mean.shape)
             rms.load_state_dict(self.collector.obs_rms.state_dict())
-        return Agent(self.policy, self.state.params["actor"], rms, self.cfg.clip_obs,
-                     self.vec.single_observation_space, self.vec.single_action_space, self.cfg)
+        return Agent(self.policy, self.state.params["actor"] if actor is None else actor, rms,
+                     self.cfg.clip_obs, self.vec.single_observation_space,
+                     self.vec.single_action_space, self.cfg)
 
     # Signals ---------------------------------------------------------------------------------
     @property

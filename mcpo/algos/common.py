@@ -37,6 +37,9 @@ class AlgoSpec:
     # The algorithm's own defaults for shared TrainConfig fields (e.g. A2C's one epoch and one
     # minibatch), layered over a family preset's shared values by mcpo.presets.make_config.
     defaults: Mapping[str, Any] = field(default_factory=dict)
+    # (cfg, policy) -> objects with mcpo.trainer.Callback's methods that the trainer runs with
+    # the user's callbacks (an algorithm cannot import the trainer): e.g. MCPO's psi evaluation.
+    make_callbacks: Callable | None = None
 
 
 # The optimizer-step counter (TrainState.n_updates, optax's schedule count) is an int32.
@@ -66,10 +69,12 @@ def init_train_state(cfg, policy, key, algo_state_fn=lambda params: ()) -> Train
 # ----------------------------------------------------------------------------------------------
 # Epochs x minibatches
 # ----------------------------------------------------------------------------------------------
-def minibatch_epochs(carry, batch, key, n_epochs: int, n_minibatches: int, step_fn):
+def minibatch_epochs(carry, batch, key, n_epochs: int, n_minibatches: int, step_fn,
+                     with_next: bool = False):
     """Run `step_fn(carry, minibatch) -> (carry, info)` over `n_epochs` random partitions of
     the batch into `n_minibatches`; one nested `lax.scan`. Returns (carry, info stacked
-    (n_epochs, n_minibatches, ...))."""
+    (n_epochs, n_minibatches, ...)). `with_next`: step_fn gets (minibatch, the epoch's next
+    minibatch), the last one paired with the first."""
     B = batch.obs.shape[0]
     mb = B // n_minibatches
 
@@ -78,6 +83,8 @@ def minibatch_epochs(carry, batch, key, n_epochs: int, n_minibatches: int, step_
         shuffled = jax.tree.map(
             lambda x: jnp.take(x, perm, axis=0).reshape((n_minibatches, mb) + x.shape[1:]),
             batch)
+        if with_next:
+            shuffled = (shuffled, jax.tree.map(lambda x: jnp.roll(x, -1, axis=0), shuffled))
         return jax.lax.scan(step_fn, c, shuffled)
 
     return jax.lax.scan(epoch, carry, jax.random.split(key, n_epochs))

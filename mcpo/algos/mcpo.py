@@ -18,24 +18,33 @@ trunk weights too (psi = sum_i w_i theta_i leaf by leaf, convolution kernels inc
 the value head reads theta's trunk. The paper does not say what its Atari memory holds; this
 is our reading (docs/design.md §4): the trunk is part of what defines pi, so a stored policy
 without its trunk would not be a policy.
+
+The defaults are the paper's reading. Fixes for what that reading does in practice (the
+attention collapses onto the newest slot, alpha stays 1/2; docs/design.md §4) are flags, each
+off by default: --context-norm, --context-returns, --alpha-adv, --alpha-temp, and our labelled
+extensions --attn-objective next-minibatch, --attn-slot-features, --attn-ent-coef.
+Diagnostics (attention entropy, the attended policy's age and j*, ...) are always logged;
+--eval-psi-every K evaluates psi against theta_old (paper Fig. 1b; mcpo.algos.psi_eval).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
+from mcpo.algos import context_norm as CN
 from mcpo.algos import memory as M
+from mcpo.algos import psi_eval
 from mcpo.algos.common import (AlgoSpec, TrainState, batch_diagnostics, init_train_state,
                                make_optimizer, mean_over_steps, minibatch_epochs, normalize,
                                policy_terms, ratio_diagnostics, total_optimizer_steps,
                                value_loss)
 from mcpo.algos.kl import adapt_beta
-from mcpo.types import ConfigError, param
+from mcpo.types import ConfigError, flag_name, param
 
 # Context features (Eq. 1's v; the paper's Table 4 is not available, docs/design.md §4 fixes these).
 # D(a, b) = E_t KL[pi_a || pi_b]; R(x) = E_t[tau_t(x) A_t]; H(x) = E_t entropy of pi_x.
@@ -47,6 +56,14 @@ CONTEXT_FULL = ("D_old_theta", "D_old_psiold", "D_psiold_theta",
 # returns of theta and psi_old.
 CONTEXT_HALF = ("D_old_theta", "D_old_psiold", "D_psiold_theta", "R_theta", "R_psiold")
 
+# Our extension (--attn-slot-features): per memory slot i, on the minibatch, R(theta_i) with
+# the --context-returns signal, D(theta_old, theta_i) and D(theta_i, theta), each z-scored
+# across the valid slots.
+SLOT_FEATURES = ("R_slot", "D_old_slot", "D_slot_theta")
+# The signal S in the context's return features R(x) = E_t[tau_t(x) S_t].
+CONTEXT_RETURNS = ("normalized", "raw", "return")
+ATTN_OBJECTIVES = ("same-minibatch", "next-minibatch")
+
 ALPHA_RULES = ("learned", "fixed:0", "fixed:0.5", "fixed:1")
 WRITE_RULES = ("diversity", "every", "interval:10", "interval:100")
 BETA_RULES = ("switching", "annealed", "adaptive")
@@ -54,6 +71,12 @@ BETA_RULES = ("switching", "annealed", "adaptive")
 
 @dataclass(frozen=True)
 class MCPOConfig:
+    # Added after runs existed (a config.json without them used these defaults).
+    ADDED_FIELDS: ClassVar[frozenset] = frozenset({
+        "context_norm", "context_norm_decay", "context_returns", "alpha_adv", "alpha_temp",
+        "attn_objective", "attn_slot_features", "attn_ent_coef", "eval_psi_every",
+        "eval_psi_episodes"})
+
     memory_size: int = param(10, "Policy memory capacity N (the paper tunes 5, 10, 40).",
                              low=1, high=1024)
     beta_max: float = param(10.0, "beta when D(theta_old, theta) > D(theta_old, psi) (Eq. 4).",
@@ -80,6 +103,43 @@ class MCPOConfig:
                          choices=("full", "half"))
     psi_rule: str = param("attention", "psi from the attention network, or the 'mean' of M.",
                           choices=("attention", "mean"), cli=False)
+    # Fixes for the literal reading (docs/design.md §4), each off by default.
+    context_norm: str = param("none", "Normalize the context v before f_phi (our fix): 'none' "
+                              "(paper), 'running' (z-score over all minibatches so far) or "
+                              "'ema' (exponentially weighted, --context-norm-decay); clipped "
+                              "to +-5, statistics saved in the checkpoint.",
+                              choices=CN.MODES)
+    context_norm_decay: float = param(0.999, "Per-minibatch decay of --context-norm ema (a "
+                                      "window of ~1/(1-decay) minibatches).", low=0.0,
+                                      high=1.0, low_open=True, high_open=True)
+    context_returns: str = param("normalized", "Signal S in the context's returns R(x) = "
+                                 "E[tau(x) S]: 'normalized' advantages (paper; then "
+                                 "R(theta_old) = E[A] = 0), 'raw' advantages, or 'return' "
+                                 "(value targets: R(theta_old) = theta_old's mean return on "
+                                 "the minibatch).", choices=CONTEXT_RETURNS)
+    alpha_adv: str = param("normalized", "Advantage in alpha_t's R_t: 'normalized' per "
+                           "minibatch (as in the theta step; paper) or 'raw'.",
+                           choices=("normalized", "raw"))
+    alpha_temp: float = param(1.0, "Temperature T: alpha_t = sigmoid((R_t(psi) - "
+                              "R_t(theta_old)) / T); 1 is the paper's.", low=1e-6, high=1e6)
+    attn_objective: str = param("same-minibatch", "Data the phi step's L2 (Eq. 5) is scored "
+                                "on: the 'same-minibatch' theta steps on (paper), or (our "
+                                "extension) the 'next-minibatch' of this epoch, which theta "
+                                "has not been trained on yet in this epoch.",
+                                choices=ATTN_OBJECTIVES)
+    attn_slot_features: bool = param(False, "Our extension: f_phi also scores each memory slot "
+                                     "from its own content (R, D(theta_old, slot), D(slot, "
+                                     "theta) on the minibatch), so it can choose by content, "
+                                     "not only by position.")
+    attn_ent_coef: float = param(0.0, "Our extension: entropy bonus on the attention weights "
+                                 "in the phi step (0: none).", low=0.0, high=1e3)
+    eval_psi_every: int = param(0, "Every K iterations test psi (the last minibatch's "
+                                "virtual policy), theta_old and the updated theta on an env "
+                                "and seeds of their own, deterministic and stochastic (paper "
+                                "Fig. 1b); columns eval_{psi,old,theta}_return_{det,stoch}. "
+                                "0: never. Training is unaffected.", low=0, high=10**9)
+    eval_psi_episodes: int = param(10, "Episodes per policy and mode for --eval-psi-every.",
+                                   low=1, high=10**6)
 
     def validate(self, cfg) -> None:
         if not self.beta_min < self.beta_max:
@@ -98,6 +158,9 @@ class MCPOState(NamedTuple):
     attn: object          # phi
     attn_opt_state: object
     beta: jax.Array       # current beta of the 'adaptive' rule (unused by 'switching')
+    # context_norm.ContextStats, or () (no leaves: the checkpoint layout of runs without
+    # --context-norm is unchanged, so their older checkpoints still resume)
+    ctx_norm: object = ()
 
 
 def _attn_tx(cfg):
@@ -110,13 +173,16 @@ def init(cfg, policy, key) -> TrainState:
 
     def algo_state(params):
         theta_old = params["actor"]
-        attn = M.attention_init(k_attn, len(mc.context_names), mc.memory_size, mc.attn_hidden)
+        attn = M.attention_init(k_attn, len(mc.context_names), mc.memory_size, mc.attn_hidden,
+                                len(SLOT_FEATURES) if mc.attn_slot_features else 0)
         # Alg. 1 line 1: psi_old <- theta_old, theta <- theta_old; M = [theta_old].
         return MCPOState(memory=M.memory_init(theta_old, mc.memory_size), psi_old=theta_old,
                          attn=attn, attn_opt_state=_attn_tx(cfg).init(attn),
                          beta=jnp.asarray(annealed_beta(0.0, mc.beta_max)
                                           if mc.beta_rule == "annealed" else mc.kl_beta,
-                                          jnp.float32))
+                                          jnp.float32),
+                         ctx_norm=(CN.init(len(mc.context_names))
+                                   if mc.context_norm != "none" else ()))
 
     return init_train_state(cfg, policy, key, algo_state)
 
@@ -143,21 +209,50 @@ def context_features(policy, params, psi_old, mb, adv, names) -> jax.Array:
     return jax.lax.stop_gradient(jnp.stack([feats[n] for n in names]))
 
 
-def virtual_policy_weights(mc: MCPOConfig, attn, memory, context):
+def return_signal(mc: MCPOConfig, mb, adv):
+    """S in the context's return features R(x) = E_t[tau_t(x) S_t] (--context-returns)."""
+    return {"normalized": adv, "raw": mb.advantages, "return": mb.returns}[mc.context_returns]
+
+
+def slot_features(policy, params, memory, mb, signal) -> jax.Array:
+    """Our extension: each slot's content on the minibatch (SLOT_FEATURES), z-scored across the
+    valid slots and clipped to +-5; (N, 3) indexed by age, 0 for empty slots (stop-gradient)."""
+    dist = policy.dist
+    d_slots = M.stacked_dist_params(policy, memory.params, mb.obs)        # (N, B, P)
+    d_theta = policy.dist_params(params["actor"], mb.obs)
+    logp = jax.vmap(lambda d: dist.log_prob(d, mb.actions))(d_slots)     # (N, B)
+    tau = jnp.exp(jnp.clip(logp - mb.logp, -20.0, 20.0))
+    feats = jnp.stack([jnp.mean(tau * signal, axis=1),
+                       jnp.mean(jax.vmap(lambda d: dist.kl(mb.dist, d))(d_slots), axis=1),
+                       jnp.mean(jax.vmap(lambda d: dist.kl(d, d_theta))(d_slots), axis=1)],
+                      axis=-1)                                           # (N, 3)
+    valid = memory.mask[:, None]
+    n = jnp.maximum(jnp.sum(memory.mask), 1)
+    mean = jnp.sum(jnp.where(valid, feats, 0.0), axis=0) / n
+    std = jnp.sqrt(jnp.sum(jnp.where(valid, jnp.square(feats - mean), 0.0), axis=0) / n)
+    z = jnp.where(valid, jnp.clip((feats - mean) / jnp.maximum(std, 1e-8), -5.0, 5.0), 0.0)
+    return jax.lax.stop_gradient(z[M.slot_ages(memory)])
+
+
+def virtual_policy_weights(mc: MCPOConfig, attn, memory, context, slot_feats=None):
     """Attention weights per physical slot: f_phi(v) masked to valid slots, or the mean."""
     if mc.psi_rule == "mean":
         return M.mean_weights(memory)
-    return M.attention_weights(M.attention_logits(attn, context), memory)
+    return M.attention_weights(M.attention_logits(attn, context, slot_feats), memory)
 
 
 def alpha_weights(mc: MCPOConfig, logp_psi, logp_old, adv):
     """alpha_t = exp(R_t(psi)) / (exp(R_t(psi)) + exp(R_t(theta_old))) with R_t(x) = tau_t(x)A_t
-    and tau_t(theta_old) = 1, i.e. sigmoid(tau_t(psi) A_t - A_t); per sample, stop-gradient."""
+    and tau_t(theta_old) = 1, i.e. sigmoid(tau_t(psi) A_t - A_t); per sample, stop-gradient.
+    --alpha-temp T divides the difference by T (T = 1: the paper's)."""
     if mc.alpha_rule != "learned":
         return jnp.full_like(adv, float(mc.alpha_rule.split(":")[1]))
     # The log-ratio is clipped only to keep exp finite (|log tau| > 20 never occurs in practice).
     tau_psi = jnp.exp(jnp.clip(logp_psi - logp_old, -20.0, 20.0))
-    return jax.lax.stop_gradient(jax.nn.sigmoid(tau_psi * adv - adv))
+    diff = tau_psi * adv - adv
+    if mc.alpha_temp != 1.0:
+        diff = diff / mc.alpha_temp
+    return jax.lax.stop_gradient(jax.nn.sigmoid(diff))
 
 
 def switching_beta(mc: MCPOConfig, d_old_theta, d_old_psi):
@@ -184,24 +279,34 @@ def select_beta(mc: MCPOConfig, algo: "MCPOState", d_old_theta, d_old_psi):
 
 
 def mcpo_objective(params, attn, algo: MCPOState, mb, *, policy, mc: MCPOConfig, vf_coef,
-                   ent_coef, norm_adv):
+                   ent_coef, norm_adv, mb_phi=None):
     """Eq. 6 as a loss: -(L1(theta) + L2(phi)) + c_v L_V - c_e H.
 
     psi is held fixed in L1 and the context v is constant in L2, so the gradient w.r.t. theta
     is L1's alone and the gradient w.r.t. phi is L2's alone (tests/test_mcpo.py checks both).
+    `mb_phi`: the minibatch L2 is scored on (--attn-objective next-minibatch); default `mb`.
     """
     dist = policy.dist
     adv = normalize(mb.advantages, norm_adv)
-    context = context_features(policy, params, algo.psi_old, mb, adv, mc.context_names)
+    context = context_features(policy, params, algo.psi_old, mb, return_signal(mc, mb, adv),
+                               mc.context_names)
+    ctx_stats, attn_in = algo.ctx_norm, context
+    if mc.context_norm != "none":  # our fix: f_phi sees a z-score of v (mcpo.algos.context_norm)
+        ctx_stats = CN.update(algo.ctx_norm, context, mc.context_norm, mc.context_norm_decay)
+        attn_in = CN.apply(ctx_stats, context)
+    slot_feats = None
+    if mc.attn_slot_features and mc.psi_rule == "attention":
+        slot_feats = slot_features(policy, params, algo.memory, mb, return_signal(mc, mb, adv))
     # Eq. 1: psi = sum_i f_phi(v)_i theta_i   (memory entries are constants)
-    w = virtual_policy_weights(mc, attn, algo.memory, context)
+    w = virtual_policy_weights(mc, attn, algo.memory, attn_in, slot_feats)
     psi = M.mix(w, jax.lax.stop_gradient(algo.memory.params))
     d_psi = policy.dist_params(psi, mb.obs)
     logp_psi = dist.log_prob(d_psi, mb.actions)
 
     pt = policy_terms(policy, params["actor"], mb)
     d_psi_fixed = jax.lax.stop_gradient(d_psi)
-    alpha = alpha_weights(mc, jax.lax.stop_gradient(logp_psi), mb.logp, adv)
+    alpha_adv = adv if mc.alpha_adv == "normalized" else mb.advantages
+    alpha = alpha_weights(mc, jax.lax.stop_gradient(logp_psi), mb.logp, alpha_adv)
     kl_old = dist.kl(mb.dist, pt.dist)       # KL[pi_theta_old || pi_theta]
     kl_psi = dist.kl(d_psi_fixed, pt.dist)   # KL[pi_psi || pi_theta]
     # Eq. 4 with the current theta (before its step) and psi.
@@ -211,16 +316,24 @@ def mcpo_objective(params, attn, algo: MCPOState, mb, *, policy, mc: MCPOConfig,
     # Eq. 3: L1 = E[tau(theta) A] - beta E[(1 - alpha) KL[old||theta] + alpha KL[psi||theta]]
     l1 = jnp.mean(pt.ratio * adv) - beta * jnp.mean((1.0 - alpha) * kl_old + alpha * kl_psi)
     # Eq. 5: L2 = E[R_t(psi_phi)] = E[tau_t(psi_phi) A_t]
-    l2 = jnp.mean(jnp.exp(logp_psi - mb.logp) * adv)
+    if mb_phi is None:
+        l2 = jnp.mean(jnp.exp(logp_psi - mb.logp) * adv)
+    else:  # our extension: scored on data theta has not stepped on yet in this epoch
+        logp_psi_phi = dist.log_prob(policy.dist_params(psi, mb_phi.obs), mb_phi.actions)
+        l2 = jnp.mean(jnp.exp(logp_psi_phi - mb_phi.logp)
+                      * normalize(mb_phi.advantages, norm_adv))
     v_loss = value_loss(policy, params, mb)
     entropy = jnp.mean(dist.entropy(pt.dist))
     theta_loss = -l1 + vf_coef * v_loss - ent_coef * entropy
     phi_loss = -l2
+    if mc.attn_ent_coef > 0:  # our extension: keep the attention from collapsing to one slot
+        phi_loss = phi_loss - mc.attn_ent_coef * M.entropy(w)
     aux = dict(theta_loss=theta_loss, phi_loss=phi_loss, psi=jax.lax.stop_gradient(psi),
                d_psi=d_psi_fixed, weights=jax.lax.stop_gradient(w), alpha=jnp.mean(alpha),
                beta=beta, beta_is_max=beta_is_max, d_old_theta=d_old_theta,
                d_old_psi=d_old_psi, policy_loss=-l1, value_loss=v_loss, entropy=entropy,
-               attn_objective=l2, kl_psi_theta=jnp.mean(kl_psi), context=context, **ratio_diagnostics(pt))
+               attn_objective=l2, kl_psi_theta=jnp.mean(kl_psi), context=context,
+               ctx_norm=ctx_stats, **ratio_diagnostics(pt))
     return theta_loss + phi_loss, aux
 
 
@@ -238,15 +351,17 @@ def should_write(mc: MCPOConfig, d_new_psi, d_old_psi, n_updates):
 def make_update(cfg, policy):
     mc: MCPOConfig = cfg.algo_config
     tx, tx_attn = make_optimizer(cfg), _attn_tx(cfg)
+    next_mb = mc.attn_objective == "next-minibatch"
     objective = jax.value_and_grad(
-        lambda p, a, algo, mb: mcpo_objective(p, a, algo, mb, policy=policy, mc=mc,
-                                              vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef,
-                                              norm_adv=cfg.norm_adv),
+        lambda p, a, algo, mb, mb_phi: mcpo_objective(
+            p, a, algo, mb, policy=policy, mc=mc, vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef,
+            norm_adv=cfg.norm_adv, mb_phi=mb_phi),
         argnums=(0, 1), has_aux=True)
 
-    def step(state: TrainState, mb):
+    def step(state: TrainState, xs):
+        mb, mb_phi = xs if next_mb else (xs, None)
         algo: MCPOState = state.algo
-        (_, aux), (g_theta, g_attn) = objective(state.params, algo.attn, algo, mb)
+        (_, aux), (g_theta, g_attn) = objective(state.params, algo.attn, algo, mb, mb_phi)
         # theta step (Eq. 3) with psi fixed
         upd, opt_state = tx.update(g_theta, state.opt_state, state.params)
         params = optax.apply_updates(state.params, upd)
@@ -263,7 +378,7 @@ def make_update(cfg, policy):
         write = should_write(mc, d_new_psi, aux["d_old_psi"], n_updates)
         memory = M.memory_write(algo.memory, params["actor"], write)
         new_algo = algo._replace(memory=memory, psi_old=aux["psi"], attn=attn,
-                                 attn_opt_state=attn_opt_state)
+                                 attn_opt_state=attn_opt_state, ctx_norm=aux["ctx_norm"])
         info = {k: aux[k] for k in ("theta_loss", "phi_loss", "alpha", "d_old_theta",
                                     "d_old_psi", "policy_loss", "value_loss", "entropy",
                                     "attn_objective", "kl_psi_theta", "approx_kl", "clipfrac",
@@ -272,7 +387,8 @@ def make_update(cfg, policy):
                     beta_max_frac=aux["beta_is_max"].astype(jnp.float32),
                     memory_write=write.astype(jnp.float32),
                     attn_weights=M.weights_by_age(aux["weights"], algo.memory),
-                    grad_norm=optax.global_norm(g_theta), attn_grad_norm=optax.global_norm(g_attn))
+                    grad_norm=optax.global_norm(g_theta), attn_grad_norm=optax.global_norm(g_attn),
+                    **M.attention_diagnostics(aux["weights"], algo.memory))
         return state._replace(params=params, opt_state=opt_state, algo=new_algo,
                               n_updates=n_updates), info
 
@@ -280,8 +396,11 @@ def make_update(cfg, policy):
         key, k_perm = jax.random.split(state.key)
         writes_before = state.algo.memory.writes
         state, info = minibatch_epochs(state._replace(key=key), batch, k_perm,
-                                       cfg.update_epochs, cfg.num_minibatches, step)
+                                       cfg.update_epochs, cfg.num_minibatches, step,
+                                       with_next=next_mb)
         stats = mean_over_steps(info)
+        # the raw scale of each context feature: its spread over this iteration's minibatches
+        stats["context_std"] = jnp.std(info["context"], axis=(0, 1))
         stats.update(batch_diagnostics(policy, state.params, batch))
         mem = state.algo.memory
         stats.update(memory_writes=mem.writes - writes_before,
@@ -303,14 +422,39 @@ def make_update(cfg, policy):
 class MCPOMeanConfig(MCPOConfig):
     """'Mean psi' (paper §4.3, Table 2): psi is the mean of the memory, no attention network."""
 
+    # Settings of the attention network, which mcpo-mean does not have: refused unless default.
+    UNUSED: ClassVar[tuple] = ("attn_hidden", "attn_learning_rate", "context", "context_norm",
+                               "context_norm_decay", "context_returns", "attn_objective",
+                               "attn_slot_features", "attn_ent_coef")
+
     attn_hidden: int = param(64, "unused by mcpo-mean", low=1, high=65536, cli=False)
     attn_learning_rate: float = param(3e-4, "unused by mcpo-mean", low=0.0, low_open=True,
                                       high=1.0, cli=False)
     context: str = param("full", "unused by mcpo-mean", choices=("full", "half"), cli=False)
     psi_rule: str = param("mean", "psi is the mean of M.", choices=("mean",), cli=False)
+    context_norm: str = param("none", "unused by mcpo-mean", choices=CN.MODES, cli=False)
+    context_norm_decay: float = param(0.999, "unused by mcpo-mean", low=0.0, high=1.0,
+                                      low_open=True, high_open=True, cli=False)
+    context_returns: str = param("normalized", "unused by mcpo-mean", choices=CONTEXT_RETURNS,
+                                 cli=False)
+    attn_objective: str = param("same-minibatch", "unused by mcpo-mean",
+                                choices=ATTN_OBJECTIVES, cli=False)
+    attn_slot_features: bool = param(False, "unused by mcpo-mean", cli=False)
+    attn_ent_coef: float = param(0.0, "unused by mcpo-mean", low=0.0, high=1e3, cli=False)
+
+    def validate(self, cfg) -> None:
+        super().validate(cfg)
+        for name in self.UNUSED:
+            f = self.__dataclass_fields__[name]
+            if getattr(self, name) != f.default:
+                raise ConfigError(f"{flag_name(name)} does not apply to --algo mcpo-mean: psi "
+                                  f"is the mean of the memory, there is no attention network "
+                                  f"(got {getattr(self, name)!r}; use --algo mcpo).")
 
 
 SPEC = AlgoSpec("mcpo", MCPOConfig, init, make_update,
-                "Memory-Constrained Policy Optimization (virtual trust region)")
+                "Memory-Constrained Policy Optimization (virtual trust region)",
+                make_callbacks=psi_eval.make_callbacks)
 SPEC_MEAN = AlgoSpec("mcpo-mean", MCPOMeanConfig, init, make_update,
-                     "MCPO with psi = mean of the policy memory (no attention)")
+                     "MCPO with psi = mean of the policy memory (no attention)",
+                     make_callbacks=psi_eval.make_callbacks)

@@ -80,11 +80,46 @@ def mean_weights(mem: Memory) -> jax.Array:
     return w / jnp.sum(w)
 
 
-def attention_init(key, context_dim: int, capacity_: int, hidden: int):
+def attention_init(key, context_dim: int, capacity_: int, hidden: int, slot_dim: int = 0):
+    """phi. `slot_dim` > 0 adds our extension (not the paper's): a second MLP scoring each
+    slot from its own content features (`slot_dim` per slot), shared across slots."""
     # Small output gain: the initial attention is close to uniform over valid slots.
-    return {"mlp": init_mlp(key, (context_dim, hidden, capacity_), out_gain=0.01)}
+    params = {"mlp": init_mlp(key, (context_dim, hidden, capacity_), out_gain=0.01)}
+    if slot_dim:
+        params["slot"] = init_mlp(jax.random.fold_in(key, 1), (slot_dim, hidden, 1),
+                                  out_gain=0.01)
+    return params
 
 
-def attention_logits(attn_params, context) -> jax.Array:
-    """f_phi(v): an MLP from the context vector to N logits (indexed by age)."""
-    return mlp(attn_params["mlp"], context)
+def attention_logits(attn_params, context, slot_feats=None) -> jax.Array:
+    """f_phi(v): an MLP from the context vector to N logits (indexed by age); with the
+    per-slot extension, plus a shared score of each slot's content features (N, F) by age."""
+    logits = mlp(attn_params["mlp"], context)
+    if "slot" in attn_params:
+        logits = logits + mlp(attn_params["slot"], slot_feats)[:, 0]
+    return logits
+
+
+def entropy(weights) -> jax.Array:
+    """Entropy of an attention vector in nats (empty slots, weight 0, contribute 0)."""
+    safe = jnp.where(weights > 0, weights, 1.0)
+    return -jnp.sum(weights * jnp.log(safe))
+
+
+def attention_diagnostics(weights, mem: Memory) -> dict:
+    """What one minibatch's attention does, in unambiguous terms (docs/design.md §4):
+    entropy (nats), the age of the most attended policy (writes made since it was stored),
+    the paper's 1-based index j* under both conventions (newest stored last, j* = fill - age,
+    as a queue appended at the end; or newest first, j* = age + 1), and the newest's weight."""
+    by_age = weights_by_age(weights, mem)
+    age = jnp.argmax(by_age)
+    fill = jnp.sum(mem.mask)
+    f32 = lambda x: jnp.asarray(x, jnp.float32)  # noqa: E731
+    return {"attn_entropy": entropy(weights), "attn_argmax_age": f32(age),
+            "attn_jstar_newest_last": f32(fill - age),
+            "attn_jstar_newest_first": f32(age + 1), "attn_weight_newest": by_age[0]}
+
+
+def stacked_dist_params(policy, stacked_params, obs):
+    """Each memory slot's distribution parameters on `obs`: (N, B, ...) (physical order)."""
+    return jax.vmap(lambda p: policy.dist_params(p, obs))(stacked_params)
