@@ -1,5 +1,8 @@
 """A trained policy, usable on a plain Gymnasium env: `mcpo.load(run_dir).act(obs)`.
 
+A run of a pure-JAX backend (gymnax) loads the same way; its observations are the flat vectors
+of its env (for classic control the same as the Gymnasium twin's).
+
 The observation-normalization statistics saved with the run are frozen here, so the agent sees
 observations scaled exactly as at the end of training.
 """
@@ -14,6 +17,9 @@ import numpy as np
 from mcpo.checkpoint import load_checkpoint, restore
 from mcpo.config import TrainConfig
 from mcpo.envs import RunningMeanStd, make_env, normalize_obs
+from mcpo.jaxenv.evaluate import evaluate_episodes
+from mcpo.jaxenv.registry import is_jax_backend, make_jax_env, twin
+from mcpo.jaxenv.running import from_state_dict
 from mcpo.networks import make_policy
 from mcpo.rollout import Interrupted
 from mcpo.rundir import find_checkpoint, read_config
@@ -62,24 +68,44 @@ def load(run_dir, checkpoint: str | None = None) -> Agent:
     cfg = read_config(run_dir)
     path = find_checkpoint(run_dir, checkpoint)
     arrays, meta = load_checkpoint(path)
-    env = make_env(cfg.env_id)
-    policy = make_policy(env.observation_space, env.action_space, cfg.hidden_sizes)
+    if is_jax_backend(cfg.backend):  # the spaces of the env it trained on (flat observations)
+        jenv = make_jax_env(cfg.backend, cfg.env_id)
+        obs_space, act_space = jenv.observation_space, jenv.action_space
+    else:
+        env = make_env(cfg.env_id)
+        obs_space, act_space = env.observation_space, env.action_space
+        env.close()
+    policy = make_policy(obs_space, act_space, cfg.hidden_sizes)
     template = jax.eval_shape(policy.init, jax.random.PRNGKey(0))["actor"]
     actor = restore(template, arrays, "state.params['actor']", str(path))
     rms = None
     if cfg.norm_obs:
-        rms = RunningMeanStd(env.observation_space.shape)
+        rms = RunningMeanStd(obs_space.shape)
         rms.load_state_dict(restore(rms.state_dict(), arrays, "host['obs_rms']", str(path)))
-    agent = Agent(policy, actor, rms, cfg.clip_obs, env.observation_space, env.action_space, cfg)
-    env.close()
-    return agent
+    return Agent(policy, actor, rms, cfg.clip_obs, obs_space, act_space, cfg)
 
 
 def evaluate(agent: Agent, env_id: str, episodes: int, seed: int = 0,
              deterministic: bool = True, video: str | None = None,
-             should_stop=lambda: False) -> list[float]:
+             should_stop=lambda: False, backend: str | None = None) -> list[float]:
     """Run full episodes on a fresh env; returns their (raw) returns. `should_stop()` is
-    polled every step; when it turns true, `mcpo.rollout.Interrupted` is raised."""
+    polled every step; when it turns true, `mcpo.rollout.Interrupted` is raised.
+
+    `backend`: whose env runs the episodes; by default the one the agent trained on. An agent
+    of a pure-JAX backend runs on that backend's env (all episodes at once, in JAX; no video)
+    or, with backend='gymnasium', on the Gymnasium twin of its env id."""
+    if backend is None:
+        backend = agent.config.backend if agent.config is not None else "gymnasium"
+    if is_jax_backend(backend):
+        if video:
+            alt = twin(backend, env_id)
+            how = (f"record it on the Gymnasium twin {alt!r} with --backend gymnasium"
+                   if alt else f"{env_id!r} has no Gymnasium twin to render")
+            raise ConfigError(f"--video: {backend} environments have no renderer; {how}.")
+        rms = agent.obs_rms
+        stats = None if rms is None else from_state_dict(rms.state_dict())
+        return evaluate_episodes(make_jax_env(backend, env_id), agent.policy, agent.actor,
+                                 stats, agent.clip_obs, episodes, seed, deterministic)
     env = make_env(env_id, render_mode="rgb_array" if video else None)
     agent.seed(seed)
     frames, returns = [], []

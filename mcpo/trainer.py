@@ -30,16 +30,17 @@ from tqdm import tqdm
 
 from mcpo.agent import Agent, evaluate
 from mcpo.algos import ALGOS
-from mcpo.algos.common import all_finite, total_optimizer_steps
+from mcpo.algos.common import finite_leaves, learning_rate_at
 from mcpo.checkpoint import (atomic_write_bytes, flatten, load_checkpoint, restore,
                              save_checkpoint)
 from mcpo.config import TrainConfig
 from mcpo.envs import RunningMeanStd, make_vec_env
+from mcpo.jaxenv.registry import is_jax_backend
 from mcpo.logger import MetricsLogger
 from mcpo.networks import make_policy
 from mcpo.rollout import Collector, Interrupted, make_prepare_batch
-from mcpo.rundir import (CKPT_DIR, LATEST, RESULT, RunDir, check_new, find_checkpoint,
-                         snapshot_name)
+from mcpo.rundir import (CKPT_DIR, LATEST, RESULT, RunDir, check_new, crossed_snapshot,
+                         find_checkpoint, snapshot_name)
 from mcpo.types import CheckpointError, ConfigError, MCPOError, NonFiniteError
 
 RECENT_EPISODES = 100
@@ -115,9 +116,22 @@ class RunResult:
         return cls(**{k: (math.nan if v is None else v) for k, v in d.items() if k in names})
 
 
-def default_run_dir(cfg: TrainConfig) -> Path:
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.env_id.replace('/', '-')}__{cfg.algo}__{cfg.seed}__{stamp}"
+def run_name(cfg: TrainConfig) -> str:
+    return f"{cfg.env_id.replace('/', '-')}__{cfg.algo}__{cfg.seed}"
+
+
+def default_run_dir(cfg: TrainConfig, stamp: str | None = None) -> Path:
+    stamp = stamp or _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{run_name(cfg)}__{stamp}"
+
+
+def install_stop_handlers(record) -> dict:
+    """SIGINT/SIGTERM call `record(signum)` instead of raising, so a run can finish its
+    iteration and checkpoint (main thread only). Returns the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.signal(s, lambda signum, frame: record(signum))
+            for s in (signal.SIGINT, signal.SIGTERM)}
 
 
 class Trainer:
@@ -125,6 +139,10 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.callbacks = list(callbacks)
+        if is_jax_backend(cfg.backend):
+            raise ConfigError(f"--backend {cfg.backend} trains in mcpo.jaxenv.runner (mcpo.train "
+                              f"and `mcpo train` choose it); mcpo.trainer.Trainer is the "
+                              f"Gymnasium loop.")
         self.spec = ALGOS[cfg.algo]
         self.vec = make_vec_env(cfg.env_id, cfg.num_envs, cfg.vec_env)
         try:
@@ -211,14 +229,11 @@ class Trainer:
 
     # Signals ---------------------------------------------------------------------------------
     def _install_signal_handlers(self):
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-
-        def handler(signum, frame):
+        def record(signum):
             if self._stop_signal is None:
                 self._stop_signal = signum
 
-        return {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+        return install_stop_handlers(record)
 
     def _should_stop(self) -> bool:
         return self._stop_signal is not None
@@ -248,10 +263,7 @@ class Trainer:
 
     # The loop --------------------------------------------------------------------------------
     def lr_now(self) -> float:
-        if not self.cfg.anneal_lr:
-            return self.cfg.learning_rate
-        frac = 1.0 - int(self.state.n_updates) / total_optimizer_steps(self.cfg)
-        return self.cfg.learning_rate * max(frac, 0.0)
+        return learning_rate_at(self.cfg, int(self.state.n_updates))
 
     def _notify(self, hook: str, *args) -> None:
         for cb in self.callbacks:
@@ -345,11 +357,8 @@ class Trainer:
 
     def _crossed_snapshot(self) -> bool:
         """Did this iteration pass one of the `snapshots` evenly spaced points of the run?"""
-        n, total = self.cfg.snapshots, self.cfg.num_iterations * self.cfg.batch_size
-        if n == 0:
-            return False
-        mark = lambda step: (step * n) // total  # noqa: E731 - index of the last point passed
-        return mark(self.global_step) > mark(self.global_step - self.cfg.batch_size)
+        return crossed_snapshot(self.cfg.snapshots, self.cfg.num_iterations * self.cfg.batch_size,
+                                self.global_step, self.cfg.batch_size)
 
     def _finish(self, elapsed: float, steps: int) -> RunResult:
         cfg = self.cfg
@@ -410,13 +419,6 @@ def check_checkpoint_meta(meta: dict, path: Path, algo: str) -> None:
                               f"config says {algo!r}.")
 
 
-def finite_leaves(state) -> dict:
-    """{leaf path: all finite} over the floating-point leaves of the learner state."""
-    return {jax.tree_util.keystr(p): all_finite(x)
-            for p, x in jax.tree_util.tree_leaves_with_path(state)
-            if jax.numpy.issubdtype(x.dtype, jax.numpy.floating)}
-
-
 # ---------------------------------------------------------------------------------------------
 # Entry points
 # ---------------------------------------------------------------------------------------------
@@ -472,36 +474,58 @@ def resume(run_dir, total_timesteps: int | None = None, *, resume_from: str | No
         arrays, meta = load_checkpoint(ckpt)
         check_checkpoint_meta(meta, ckpt, cfg.algo)
         done = int(meta["global_step"])
-        if total_timesteps is not None and total_timesteps != cfg.total_timesteps:
-            if total_timesteps < done:
-                raise ConfigError(f"--total-timesteps {total_timesteps:,} is less than the "
-                                  f"{done:,} steps {ckpt.name} has already trained; give at "
-                                  f"least {done:,} (a larger value extends the run).")
-            new = cfg.replace(total_timesteps=total_timesteps)
-            new.validate(check_env=False)
-        else:
-            new = cfg
-        if progress is not None:
-            new = new.replace(progress=progress)
-        new.validate()
+        new = resumed_config(cfg, total_timesteps, progress, done, ckpt)
         enable_compile_cache()
-        finished = done >= new.num_iterations * new.batch_size
-        if finished and resume_from is None and (run_dir / RESULT).is_file() \
-                and new.total_timesteps == cfg.total_timesteps:
-            try:
-                return RunResult.from_dict(json.loads((run_dir / RESULT).read_text()))
-            except (ValueError, TypeError):
-                pass  # unreadable result.json: finish again below (evaluation only)
+        recorded = recorded_result(run_dir, cfg, new, done, resume_from)
+        if recorded is not None:
+            return recorded
         trainer = Trainer(new, run_dir, callbacks)
         try:
             trainer.load(ckpt, (arrays, meta))
         except BaseException:
             trainer.close()
             raise
-        rd.commit_resume()
-        if new.total_timesteps != cfg.total_timesteps:
-            rd.record("budget", total_timesteps=new.total_timesteps,
-                      previous=cfg.total_timesteps, at_step=done)
-        if resume_from is not None:
-            rd.record("resume_from", checkpoint=ckpt.name, at_step=done)
+        record_resume(rd, cfg, new, done, ckpt, resume_from)
         return trainer.run(resumed_meta=meta)
+
+
+def resumed_config(cfg: TrainConfig, total_timesteps: int | None, progress: bool | None,
+                   done: int, ckpt: Path) -> TrainConfig:
+    """The config a resume continues with: a new budget (at least the `done` steps) and/or
+    progress setting over the run's own config; validated."""
+    if total_timesteps is not None and total_timesteps != cfg.total_timesteps:
+        if total_timesteps < done:
+            raise ConfigError(f"--total-timesteps {total_timesteps:,} is less than the "
+                              f"{done:,} steps {ckpt.name} has already trained; give at "
+                              f"least {done:,} (a larger value extends the run).")
+        new = cfg.replace(total_timesteps=total_timesteps)
+        new.validate(check_env=False)
+    else:
+        new = cfg
+    if progress is not None:
+        new = new.replace(progress=progress)
+    return new.validate()
+
+
+def recorded_result(run_dir: Path, cfg: TrainConfig, new: TrainConfig, done: int,
+                    resume_from: str | None) -> RunResult | None:
+    """A finished run's recorded result.json when resuming has nothing left to do."""
+    finished = done >= new.num_iterations * new.batch_size
+    if finished and resume_from is None and (run_dir / RESULT).is_file() \
+            and new.total_timesteps == cfg.total_timesteps:
+        try:
+            return RunResult.from_dict(json.loads((run_dir / RESULT).read_text()))
+        except (ValueError, TypeError):
+            pass  # unreadable result.json: finish again (evaluation only)
+    return None
+
+
+def record_resume(rd: RunDir, cfg: TrainConfig, new: TrainConfig, done: int, ckpt: Path,
+                  resume_from: str | None) -> None:
+    """Commit to the resumed run directory and record a budget change / --resume-from."""
+    rd.commit_resume()
+    if new.total_timesteps != cfg.total_timesteps:
+        rd.record("budget", total_timesteps=new.total_timesteps,
+                  previous=cfg.total_timesteps, at_step=done)
+    if resume_from is not None:
+        rd.record("resume_from", checkpoint=ckpt.name, at_step=done)
