@@ -8,6 +8,10 @@ written to <out>/table.md): per method, mean +- std over seeds of
 * train return: mean return of the last 100 training episodes at the end of training,
 * eval return:  mean return of 10 deterministic evaluation episodes at the end.
 
+With `--common "--backend gymnax"` (a pure-JAX backend) the seeds of a method train together
+in one process, vmapped (`mcpo train --seeds ...`), into the same <out>/<label>/seed<k>
+directories; finished groups are skipped, unfinished ones resumed together.
+
 Example (the numbers in benchmarks/RESULTS.md):
 
     python benchmarks/learning.py --env-id Pendulum-v1 --total-timesteps 1000000 \
@@ -41,6 +45,25 @@ def run_one(run_dir: Path, args: list[str], log: Path) -> tuple[Path, int]:
         f.flush()
         code = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
     return run_dir, code
+
+
+def run_group(run_dirs: list[Path], seeds: list[int], args: list[str],
+              log: Path) -> list[tuple[Path, int]]:
+    """One method's seeds as one vmapped `mcpo train --seeds` process (a JAX backend)."""
+    if all((d / "result.json").is_file() for d in run_dirs):
+        return [(d, 0) for d in run_dirs]
+    if all((d / "checkpoints" / "latest.ckpt").is_file() for d in run_dirs):
+        cmd = [sys.executable, "-m", "mcpo", "train", "--no-progress", "--resume",
+               *map(str, run_dirs)]
+    else:
+        template = str(run_dirs[0].parent / "seed{seed}")
+        cmd = [sys.executable, "-m", "mcpo", "train", "--run-dir", template, "--overwrite",
+               "--no-progress", "--seeds", ",".join(map(str, seeds)), *args]
+    with open(log, "a") as f:
+        f.write(" ".join(shlex.quote(c) for c in cmd) + "\n")
+        f.flush()
+        code = subprocess.call(cmd, stdout=f, stderr=subprocess.STDOUT)
+    return [(d, code) for d in run_dirs]
 
 
 def cell(values: list[float], mark: str) -> str:
@@ -159,8 +182,19 @@ def main(argv=None) -> int:
                     "--seed", str(seed), *shlex.split(flags), *shlex.split(ns.common)]
             slug = "".join(c if c.isalnum() else "_" for c in label).strip("_")
             jobs.append((label, seed, out / slug / f"seed{seed}", args))
+    grouped = "gymnax" in shlex.split(ns.common)  # --backend gymnax: seeds vmapped
     with ThreadPoolExecutor(ns.jobs) as pool:
-        codes = list(pool.map(lambda j: run_one(j[2], j[3], out / "runs.log"), jobs))
+        if grouped:
+            per_method = {}
+            for label, seed, d, args in jobs:
+                per_method.setdefault(label, []).append((seed, d, args))
+            # every job's args are [--env-id E --total-timesteps N --seed S, flags...]
+            done = pool.map(lambda g: run_group([d for _, d, _ in g], [s for s, _, _ in g],
+                                                g[0][2][:4] + g[0][2][6:], out / "runs.log"),
+                            per_method.values())
+            codes = [c for group in done for c in group]
+        else:
+            codes = list(pool.map(lambda j: run_one(j[2], j[3], out / "runs.log"), jobs))
     failed = [str(d) for d, c in codes if c != 0]
 
     groups = {}

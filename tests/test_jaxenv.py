@@ -6,6 +6,10 @@ import collections
 import json
 import math
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import gymnasium as gym
 import jax
@@ -15,25 +19,28 @@ import pytest
 
 import mcpo
 from conftest import CARTPOLE_QUICK, cartpole_solved
+import mcpo.api
 from mcpo.algos import ALGOS
+from mcpo.checkpoint import load_checkpoint
 from mcpo.cli import main
 from mcpo.config import TrainConfig
 from mcpo.envs import RunningMeanStd, check_env_id
 from mcpo.jaxenv import registry
 from mcpo.jaxenv.loop import EpisodeLog, Loop, recent_in_order
+from mcpo.jaxenv.runner import GroupRunner
 from mcpo.jaxenv.registry import make_jax_env
 from mcpo.jaxenv.running import scale_reward, stats_init, stats_update
 from mcpo.logger import read_metrics
 from mcpo.networks import make_policy
 from mcpo.rollout import Collector
-from mcpo.types import ConfigError
+from mcpo.types import ConfigError, NonFiniteError
 
 pytest.importorskip("gymnax")
 
 TINY = dict(env_id="Pendulum-v1", backend="gymnax", num_envs=2, num_steps=64,
             num_minibatches=2, update_epochs=2, progress=False, tensorboard=False,
             eval_episodes=0)
-TIME_COLUMNS = {"wall_time", "sps", "iteration_time"}
+TIME_COLUMNS = {"wall_time", "sps"}
 
 
 def _rows(run_dir):
@@ -316,3 +323,52 @@ def test_solves_cartpole_on_gymnax_within_the_gymnasium_budget(tmp_path, algo):
     assert rows[0]["ep_return_mean"] < 60  # starts near random
     solved, why = cartpole_solved(result, rows)
     assert solved, (algo, why)
+
+
+def test_a_nan_names_the_seed_and_keeps_the_checkpoints(tmp_path):
+    cfgs = mcpo.api.group_configs(TrainConfig(algo="ppo", run_dir=str(tmp_path / "{seed}"),
+                                              total_timesteps=256, **TINY), [4, 5])
+    runner = GroupRunner(cfgs)
+    finite = {"observations": np.array([True, True]), "rewards": np.array([True, True])}
+    runner._check_finite({"finite": finite, "stats": {"value_loss": np.array([0.5, 1.0])}})
+    with pytest.raises(NonFiniteError, match=r"value_loss at iteration 1 .* of "
+                                             r".*5 \(seed 5\)\. The runs stopped; no "
+                                             r"checkpoint had been written"):
+        runner._check_finite({"finite": finite,
+                              "stats": {"value_loss": np.array([0.5, np.nan])}})
+
+
+@pytest.mark.slow
+def test_a_signal_checkpoints_the_whole_group_and_the_group_resumes(tmp_path):
+    args = [sys.executable, "-m", "mcpo", "train", "--backend", "gymnax", "--algo", "ppo",
+            "--env-id", "Pendulum-v1", "--num-envs", "2", "--num-steps", "512",
+            "--num-minibatches", "8", "--update-epochs", "4", "--no-progress",
+            "--eval-episodes", "0", "--checkpoint-every", "50"]
+    total = 300 * 1024
+    proc = subprocess.Popen(args + ["--seeds", "1,2", "--run-dir", str(tmp_path / "s{seed}"),
+                                    "--total-timesteps", str(total)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not ((tmp_path / "s1" / "metrics.csv").exists()
+               and len(read_metrics(tmp_path / "s1" / "metrics.csv")) >= 3):
+        assert proc.poll() is None and time.time() - t0 < 180, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "SIGTERM received: checkpoint written" in err and "Traceback" not in err
+    assert f"--resume {tmp_path / 's1'} {tmp_path / 's2'}" in err
+    done = []
+    for s in ("s1", "s2"):
+        _, meta = load_checkpoint(tmp_path / s / "checkpoints" / "latest.ckpt")
+        assert meta["iteration"] == len(read_metrics(tmp_path / s / "metrics.csv")) < 300
+        assert meta["lost_episodes"] == 0
+        done.append(meta["iteration"])
+    assert done[0] == done[1]
+    out = subprocess.run([sys.executable, "-m", "mcpo", "train", "--no-progress", "--resume",
+                          str(tmp_path / "s1"), str(tmp_path / "s2")],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    for s in ("s1", "s2"):
+        rows = read_metrics(tmp_path / s / "metrics.csv")
+        assert [int(r["iteration"]) for r in rows] == list(range(1, 301))

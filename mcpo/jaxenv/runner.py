@@ -133,7 +133,7 @@ class GroupRunner:
         self.loop = Loop(cfg, ALGOS[cfg.algo], self.policy, self.env, RECENT_EPISODES)
         keys = jnp.stack([jax.random.PRNGKey(c.seed) for c in self.cfgs])
         self.state: LoopState = jax.jit(jax.vmap(self.loop.init))(keys)
-        self._iterate = jax.jit(jax.vmap(self.loop.iteration), donate_argnums=0)
+        self._iterate = jax.jit(jax.vmap(self.loop.iteration))
         self.members = [Member(self, i) for i in range(self.G)]
         self.iteration = 0
         self.global_step = 0
@@ -263,12 +263,7 @@ class GroupRunner:
         try:
             try:
                 self._notify("on_train_start")
-                while (self.iteration < cfg.num_iterations and not self._stop_requested
-                       and self._stop_signal is None):
-                    self._notify("before_iteration")
-                    if self._stop_requested:
-                        break
-                    self._iterate_once(bar)
+                self._loop(bar)
             finally:
                 bar.close()
             if self.saved_iteration != self.iteration:
@@ -286,13 +281,43 @@ class GroupRunner:
                 signal.signal(s, h)
             self.close()
 
-    def _iterate_once(self, bar) -> None:
+    def _go_on(self) -> bool:
+        return (self.iteration < self.cfg.num_iterations and not self._stop_requested
+                and self._stop_signal is None)
+
+    def _loop(self, bar) -> None:
+        """Iterations, pipelined: iteration i+1 is dispatched (JAX runs it asynchronously) as
+        soon as iteration i's results are in, and the host writes i's logs and checkpoints
+        while it computes. Nothing of i+1 is kept unless it is committed in turn: a stop (a
+        callback, a signal, a NaN in i) discards it, so the runs' states, files and the order
+        of the callbacks are those of a plain sequential loop."""
+        if not self._go_on():
+            return
+        self._notify("before_iteration")
+        if self._stop_requested:
+            return
+        t_last = time.perf_counter()
+        pending = self._iterate(self.state)
+        while pending is not None:
+            state, m = pending
+            m = jax.device_get(m)
+            t_now = time.perf_counter()
+            self._check_finite(m)
+            more = self.iteration + 1 < self.cfg.num_iterations and self._stop_signal is None
+            pending = self._iterate(state) if more else None  # speculative until committed
+            self._commit(state, m, t_now - t_last, bar)
+            t_last = t_now
+            if not self._go_on():
+                return
+            self._notify("before_iteration")
+            if self._stop_requested:
+                return
+
+    def _commit(self, state: LoopState, m: dict, dt: float, bar) -> None:
+        """Make iteration `self.iteration + 1` (its state and metrics `m`, `dt` s of wall
+        time) the runs' own: metrics rows, callbacks, checkpoints."""
         cfg, G = self.cfg, self.G
-        t0 = time.perf_counter()
-        self.state, m = self._iterate(self.state)
-        m = jax.device_get(m)
-        dt = time.perf_counter() - t0
-        self._check_finite(m)
+        self.state = state
         self.iteration += 1
         self.global_step += cfg.batch_size
         rows = []
@@ -301,8 +326,7 @@ class GroupRunner:
             ep = {k: np.asarray(m["episodes"][k][i]).item() for k in EPISODE_COLUMNS}
             rows.append({"iteration": self.iteration, "global_step": self.global_step,
                          "wall_time": self.wall_time[i], "sps": cfg.batch_size / dt,
-                         "rollout_time": math.nan, "update_time": math.nan,
-                         "iteration_time": dt, **ep,
+                         "rollout_time": math.nan, "update_time": math.nan, **ep,
                          "learning_rate": learning_rate_at(cfg, int(m["n_updates"][i])),
                          **{k: v[i] for k, v in m["stats"].items()}})
         self._notify("on_iteration", rows)
