@@ -55,19 +55,28 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
+def cpu_s(who=resource.RUSAGE_SELF) -> float:
+    r = resource.getrusage(who)
+    return r.ru_utime + r.ru_stime
+
+
 class Timer(mcpo.Callback):
-    """Wall time per iteration (member 0 of a group): between consecutive `on_iteration`s."""
+    """Wall and CPU time per iteration (member 0 of a group): between consecutive
+    `on_iteration`s. CPU time (all threads of this process) is the load-robust figure on a
+    shared machine."""
 
     def __init__(self):
-        self.starts = []
+        self.starts, self.cpu = [], []
 
     def on_train_start(self, trainer):
         if getattr(trainer, "index", 0) == 0:
             self.starts.append(time.perf_counter())
+            self.cpu.append(cpu_s())
 
     def on_iteration(self, trainer, row):
         if getattr(trainer, "index", 0) == 0:
             self.starts.append(time.perf_counter())
+            self.cpu.append(cpu_s())
 
 
 class Splitter(mcpo.Callback):
@@ -110,18 +119,21 @@ def ours(algo: str, env_id: str, backend: str, seeds: list[int], steps: int) -> 
                            run_dir=str(tmp / ("r{seed}" if len(seeds) > 1 else "r")),
                            **COMMON)
     la = load()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_s()
     if backend == "gymnasium":
         results = [mcpo.train(cfg.replace(seed=seeds[0]), callbacks=[timer])]
     else:
         results = mcpo.train(cfg, seeds=seeds, callbacks=[timer, splitter])
     wall = time.perf_counter() - t0
     iters = np.diff(timer.starts)[1:]   # per-iteration wall, first (compile) left out
+    cpu = np.diff(timer.cpu)[1:]
     G = len(seeds)
     batch = cfg.batch_size
     out = {"system": f"ours {backend} {algo}", "env_id": env_id, "seeds": G,
            "steady_sps": G * batch / float(np.median(iters)),
+           "steady_cpu_sps": G * batch / float(np.median(cpu)),
            "wall_s": wall, "incl_start_sps": G * results[0].global_step / wall,
+           "incl_start_cpu_sps": G * results[0].global_step / (cpu_s() - c0),
            "iteration_ms": 1000 * float(np.median(iters)),
            "first_iteration_s": float(timer.starts[1] - timer.starts[0]),
            "load": [la, load()]}
@@ -141,13 +153,14 @@ def ours(algo: str, env_id: str, backend: str, seeds: list[int], steps: int) -> 
 
 def processes(cmds: list[list[str]], env: dict | None = None) -> tuple[float, list[str]]:
     """Run the commands concurrently; (wall s, their outputs)."""
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), cpu_s(resource.RUSAGE_CHILDREN)
     procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               env={**os.environ, **(env or {})}) for c in cmds]
     outs = [p.communicate()[0] for p in procs]
     for c, p, o in zip(cmds, procs, outs):
         if p.returncode != 0:
             raise RuntimeError(f"{' '.join(c)} failed:\n{o[-2000:]}")
+    processes.cpu = cpu_s(resource.RUSAGE_CHILDREN) - c0
     return time.perf_counter() - t0, outs
 
 
@@ -166,7 +179,7 @@ def ours_gymnasium_processes(algo: str, env_id: str, n: int, steps: int) -> dict
     shutil.rmtree(tmp, ignore_errors=True)
     return {"system": f"ours gymnasium {algo} ({n} processes)", "env_id": env_id, "seeds": n,
             "steady_sps": sum(sps), "wall_s": wall, "incl_start_sps": n * steps / wall,
-            "load": [la, load()]}
+            "incl_start_cpu_sps": n * steps / processes.cpu, "load": [la, load()]}
 
 
 def rejax(python: str, env_id: str, seeds: int, steps: int) -> dict:
@@ -176,7 +189,9 @@ def rejax(python: str, env_id: str, seeds: int, steps: int) -> dict:
                                "--total-timesteps", str(steps)]])
     r = json.loads(out.strip().splitlines()[-1])
     return {"system": "rejax PPO", "env_id": env_id, "seeds": seeds, "steady_sps": r["sps"],
+            "steady_cpu_sps": r["steps"] / r["train_cpu_s"],
             "wall_s": wall, "incl_start_sps": r["steps"] / wall,
+            "incl_start_cpu_sps": r["steps"] / processes.cpu,
             "compile_s": r["setup_compile_s"], "load": [la, load()]}
 
 
@@ -188,7 +203,8 @@ def sb3(env_id: str, n: int, steps: int) -> dict:
     sps = [float(re.search(r"([\d,]+) steps/s", o).group(1).replace(",", "")) for o in outs]
     return {"system": f"SB3 PPO{f' ({n} processes)' if n > 1 else ''}", "env_id": env_id,
             "seeds": n, "steady_sps": sum(sps), "wall_s": wall,
-            "incl_start_sps": n * steps / wall, "load": [la, load()]}
+            "incl_start_sps": n * steps / wall, "incl_start_cpu_sps": n * steps / processes.cpu,
+            "load": [la, load()]}
 
 
 def full_run(python: str | None) -> list[dict]:

@@ -125,6 +125,28 @@ def default_run_dir(cfg: TrainConfig, stamp: str | None = None) -> Path:
     return Path("runs") / f"{run_name(cfg)}__{stamp}"
 
 
+def checkpoint_note(saved_iteration: int, saved_snapshot: tuple[int, str] | None,
+                    run_dirs: Sequence[Path]) -> str:
+    """Which checkpoint stopped runs keep (latest.ckpt of `saved_iteration`, -1: none, or a
+    newer snapshot), truthfully, and the command that continues them."""
+    one = len(run_dirs) == 1
+    dirs = " ".join(str(d) for d in run_dirs)
+    if saved_iteration >= 0 and (saved_snapshot is None or saved_snapshot[0] <= saved_iteration):
+        where = (f"{Path(run_dirs[0]) / CKPT_DIR / LATEST}" if one
+                 else f"{CKPT_DIR}/{LATEST} of each run")
+        return (f"{'its last good checkpoint' if one else 'the last good checkpoints'}, "
+                f"{where} (iteration {saved_iteration}), "
+                f"{'is' if one else 'are'} intact; `mcpo train --resume {dirs}` continues "
+                f"from {'it' if one else 'them'}.")
+    if saved_snapshot is not None:
+        it, name = saved_snapshot
+        what = (f"its last good checkpoint is the snapshot {Path(run_dirs[0]) / CKPT_DIR / name}"
+                if one else f"the last good checkpoints are the snapshots {CKPT_DIR}/{name}")
+        return (f"{what} (iteration {it}); `mcpo train --resume {dirs} --resume-from {name}` "
+                f"continues from {'it' if one else 'them'}.")
+    return "no checkpoint had been written yet, so there is nothing to resume."
+
+
 def install_stop_handlers(record) -> dict:
     """SIGINT/SIGTERM call `record(signum)` instead of raising, so a run can finish its
     iteration and checkpoint (main thread only). Returns the previous handlers."""
@@ -249,17 +271,7 @@ class Trainer:
 
     def _ckpt_note(self) -> str:
         """Which checkpoint a stopped run keeps, truthfully."""
-        if self.saved_iteration >= 0 and (self.saved_snapshot is None
-                                          or self.saved_snapshot[0] <= self.saved_iteration):
-            return (f"its last good checkpoint, {self.ckpt_dir / LATEST} (iteration "
-                    f"{self.saved_iteration}), is intact; `mcpo train --resume "
-                    f"{self.run_dir}` continues from it.")
-        if self.saved_snapshot is not None:
-            it, name = self.saved_snapshot
-            return (f"its last good checkpoint is the snapshot {self.ckpt_dir / name} "
-                    f"(iteration {it}); `mcpo train --resume {self.run_dir} --resume-from "
-                    f"{name}` continues from it.")
-        return "no checkpoint had been written yet, so there is nothing to resume."
+        return checkpoint_note(self.saved_iteration, self.saved_snapshot, [self.run_dir])
 
     # The loop --------------------------------------------------------------------------------
     def lr_now(self) -> float:

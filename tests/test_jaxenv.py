@@ -292,18 +292,20 @@ def test_load_and_eval_a_gymnax_run_on_gymnax_and_on_its_gymnasium_twin(group, c
 
 
 def test_cli_seeds_and_refusals(tmp_path, capsys):
+    # the settings of the `group` fixture (one compiled program for both)
     args = ["train", "--algo", "ppo", "--env-id", "Pendulum-v1", "--num-envs", "2",
             "--num-steps", "64", "--num-minibatches", "2", "--update-epochs", "2",
-            "--no-progress", "--eval-episodes", "0", "--total-timesteps", "128"]
+            "--no-progress", "--no-tensorboard", "--eval-episodes", "2",
+            "--total-timesteps", "768", "--snapshots", "2"]
     assert main(args + ["--seeds", "0,1"]) == 2
     assert "needs a pure-JAX backend" in capsys.readouterr().err
     assert main(args + ["--backend", "gymnax", "--seeds", "4,4"]) == 2
     assert "seed twice" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
     run = str(tmp_path / "s{seed}")
-    assert main(args + ["--backend", "gymnax", "--seeds", "5,6", "--run-dir", run]) == 0
+    assert main(args + ["--backend", "gymnax", "--seeds", "5,6,7", "--run-dir", run]) == 0
     out = capsys.readouterr().out
-    assert "Group: 2 runs" in out and (tmp_path / "s5" / "result.json").is_file()
+    assert "Group: 3 runs" in out and (tmp_path / "s5" / "result.json").is_file()
     assert main(["train", "--resume", str(tmp_path / "s5"), "--seeds", "1"]) == 2
 
 
@@ -325,17 +327,24 @@ def test_solves_cartpole_on_gymnax_within_the_gymnasium_budget(tmp_path, algo):
     assert solved, (algo, why)
 
 
-def test_a_nan_names_the_seed_and_keeps_the_checkpoints(tmp_path):
+def test_a_nan_names_the_seed_and_the_checkpoints_kept(tmp_path):
     cfgs = mcpo.api.group_configs(TrainConfig(algo="ppo", run_dir=str(tmp_path / "{seed}"),
-                                              total_timesteps=256, **TINY), [4, 5])
+                                              total_timesteps=768, **TINY), [4, 5, 6])
     runner = GroupRunner(cfgs)
-    finite = {"observations": np.array([True, True]), "rewards": np.array([True, True])}
-    runner._check_finite({"finite": finite, "stats": {"value_loss": np.array([0.5, 1.0])}})
+    ok = np.array([True, True, True])
+    finite = {"observations": ok, "rewards": ok}
+    runner._check_finite({"finite": finite, "stats": {"value_loss": np.array([0.5, 1.0, 2])}})
     with pytest.raises(NonFiniteError, match=r"value_loss at iteration 1 .* of "
                                              r".*5 \(seed 5\)\. The runs stopped; no "
                                              r"checkpoint had been written"):
         runner._check_finite({"finite": finite,
-                              "stats": {"value_loss": np.array([0.5, np.nan])}})
+                              "stats": {"value_loss": np.array([0.5, np.nan, 2])}})
+    runner.saved_iteration = 3
+    with pytest.raises(NonFiniteError, match=r"observations .* of .*4 \(seed 4\), .*6 "
+                                             r"\(seed 6\).*latest.ckpt of each run \(iteration 3\).*"
+                                             r"--resume .*4 .*5 .*6"):
+        runner._check_finite({"finite": {"observations": np.array([False, True, False]),
+                                         "rewards": ok}, "stats": {}})
 
 
 @pytest.mark.slow

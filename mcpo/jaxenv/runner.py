@@ -51,16 +51,16 @@ from mcpo.networks import make_policy
 from mcpo.rundir import (CKPT_DIR, LATEST, RESULT, RunDir, check_new, crossed_snapshot,
                          find_checkpoint, snapshot_name)
 from mcpo.trainer import (CHECKPOINT_FORMAT, RECENT_EPISODES, Callback, RunResult,
-                          TrainingInterrupted, check_checkpoint_meta, enable_compile_cache,
-                          install_stop_handlers, record_resume, recorded_result,
-                          resumed_config)
+                          TrainingInterrupted, check_checkpoint_meta, checkpoint_note,
+                          enable_compile_cache, install_stop_handlers, record_resume,
+                          recorded_result, resumed_config)
 from mcpo.types import CheckpointError, ConfigError, NonFiniteError
 
 EVAL_STREAM = 10_000  # fold_in constant of the final evaluation's key (Gymnasium: seed + 10000)
-_PER_SEED = ("seed", "run_dir")
+_PER_SEED = ("seed", "run_dir")  # what may differ between the configs of one group
 # metrics.csv's episode columns, in the Gymnasium backend's order
 EPISODE_COLUMNS = ("episodes", "episodes_total", "ep_return_mean", "ep_return_min",
-                   "ep_return_max", "ep_length_mean", "recent_return")  # what may differ between the configs of one group
+                   "ep_return_max", "ep_length_mean", "recent_return")
 _SEP = ", "
 
 
@@ -206,18 +206,7 @@ class GroupRunner:
         return _SEP.join(f"{self.run_dirs[i]} (seed {self.cfgs[i].seed})" for i in idx)
 
     def _ckpt_note(self) -> str:
-        dirs = " ".join(str(d) for d in self.run_dirs)
-        if self.saved_iteration >= 0 and (self.saved_snapshot is None
-                                          or self.saved_snapshot[0] <= self.saved_iteration):
-            return (f"the last good checkpoints, checkpoints/{LATEST} (iteration "
-                    f"{self.saved_iteration}) of each run, are intact; `mcpo train --resume "
-                    f"{dirs}` continues from them.")
-        if self.saved_snapshot is not None:
-            it, name = self.saved_snapshot
-            return (f"the last good checkpoints are the snapshots checkpoints/{name} "
-                    f"(iteration {it}); `mcpo train --resume {dirs} --resume-from {name}` "
-                    f"continues from them.")
-        return "no checkpoint had been written yet, so there is nothing to resume."
+        return checkpoint_note(self.saved_iteration, self.saved_snapshot, self.run_dirs)
 
     def _check_finite(self, m: dict) -> None:
         checks = [(name, np.asarray(ok)) for name, ok in m["finite"].items()]
