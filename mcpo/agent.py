@@ -1,5 +1,8 @@
 """A trained policy, usable on a Gymnasium env: `mcpo.load(run_dir).act(obs)`.
 
+A run of a pure-JAX backend (gymnax) loads the same way; its observations are the flat vectors
+of its env (for classic control the same as the Gymnasium twin's).
+
 The observation-normalization statistics saved with the run are frozen here, so the agent sees
 observations scaled exactly as at the end of training. Observations are those of
 `mcpo.envs.make_env(env_id)` (the family's wrappers: Atari's preprocessing and frame stack,
@@ -21,6 +24,9 @@ from mcpo.checkpoint import check_checkpoint_meta, load_checkpoint, restore
 from mcpo.config import TrainConfig
 from mcpo.envs import (RunningMeanStd, make_env, network_kind, normalize_obs, obs_layout,
                        pack_minigrid_obs)
+from mcpo.jaxenv.evaluate import evaluate_episodes
+from mcpo.jaxenv.registry import is_jax_backend, make_jax_env, twin
+from mcpo.jaxenv.running import from_state_dict
 from mcpo.networks import make_policy
 from mcpo.rollout import Episode, play_episodes
 from mcpo.rundir import find_checkpoint, read_config
@@ -112,28 +118,51 @@ def load(run_dir, checkpoint: str | None = None) -> Agent:
     path = find_checkpoint(run_dir, checkpoint)
     arrays, meta = load_checkpoint(path)
     check_checkpoint_meta(meta, path, cfg.algo)
-    env = make_env(cfg.env_id)
-    policy = make_policy(env.observation_space, env.action_space, cfg.hidden_sizes,
-                         network_kind(cfg.env_id, env.observation_space))
+    if is_jax_backend(cfg.backend):  # the spaces of the env it trained on (flat observations)
+        jenv = make_jax_env(cfg.backend, cfg.env_id)
+        obs_space, act_space = jenv.observation_space, jenv.action_space
+    else:
+        env = make_env(cfg.env_id)
+        obs_space, act_space = env.observation_space, env.action_space
+        env.close()
+    policy = make_policy(obs_space, act_space, cfg.hidden_sizes,
+                         network_kind(cfg.env_id, obs_space))
     template = jax.eval_shape(policy.init, jax.random.PRNGKey(0))["actor"]
     actor = restore(template, arrays, "state.params['actor']", str(path))
     rms = None
     if cfg.norm_obs:
-        rms = RunningMeanStd(env.observation_space.shape)
+        rms = RunningMeanStd(obs_space.shape)
         rms.load_state_dict(restore(rms.state_dict(), arrays, "host['obs_rms']", str(path)))
-    agent = Agent(policy, actor, rms, cfg.clip_obs, env.observation_space, env.action_space, cfg)
-    env.close()
-    return agent
+    return Agent(policy, actor, rms, cfg.clip_obs, obs_space, act_space, cfg)
 
 
 def run_episodes(agent: Agent, env_id: str, episodes: int, seed: int = 0,
                  deterministic: bool = True, video: str | None = None,
-                 should_stop=lambda: False) -> list[Episode]:
+                 should_stop=lambda: False, backend: str | None = None) -> list[Episode]:
     """Run full episodes on a fresh evaluation env (Atari: whole games, unclipped scores);
     returns them as `Episode`s (raw return, length, success: terminated with a positive last
     reward). `should_stop()` is polled every step; when it turns true,
     `mcpo.rollout.Interrupted` is raised. A `video` path is checked before the first episode
-    (ConfigError if it cannot be written)."""
+    (ConfigError if it cannot be written).
+
+    `backend`: whose env runs the episodes; by default the one the agent trained on. An agent
+    of a pure-JAX backend runs on that backend's env (all episodes at once, in JAX; no video;
+    the episodes carry their returns only: length 0, no success) or, with
+    backend='gymnasium', on the Gymnasium twin of its env id."""
+    if backend is None:
+        cfg = getattr(agent, "config", None)  # anything with seed() and act() will do
+        backend = cfg.backend if cfg is not None else "gymnasium"
+    if is_jax_backend(backend):
+        if video:
+            alt = twin(backend, env_id)
+            how = (f"record it on the Gymnasium twin {alt!r} with --backend gymnasium"
+                   if alt else f"{env_id!r} has no Gymnasium twin to render")
+            raise ConfigError(f"--video: {backend} environments have no renderer; {how}.")
+        rms = agent.obs_rms
+        stats = None if rms is None else from_state_dict(rms.state_dict())
+        rets = evaluate_episodes(make_jax_env(backend, env_id), agent.policy, agent.actor,
+                                 stats, agent.clip_obs, episodes, seed, deterministic)
+        return [Episode(r, 0, False) for r in rets]
     if video:
         check_video_path(video)
     env = make_env(env_id, render_mode="rgb_array" if video else None)
@@ -152,10 +181,10 @@ def run_episodes(agent: Agent, env_id: str, episodes: int, seed: int = 0,
 
 def evaluate(agent: Agent, env_id: str, episodes: int, seed: int = 0,
              deterministic: bool = True, video: str | None = None,
-             should_stop=lambda: False) -> list[float]:
+             should_stop=lambda: False, backend: str | None = None) -> list[float]:
     """`run_episodes`' returns."""
     return [e.ret for e in run_episodes(agent, env_id, episodes, seed, deterministic, video,
-                                        should_stop)]
+                                        should_stop, backend)]
 
 
 def check_video_path(path) -> None:

@@ -28,10 +28,11 @@ from mcpo.experiments import cli as sweep_cli
 from mcpo.report import cli as report_cli
 from mcpo.algos import ALGOS
 from mcpo.config import TrainConfig
+from mcpo.envs import BACKENDS
 from mcpo.presets import AUTO, NONE, PRESETS, effective_defaults, make_config
 from mcpo.tracking import WandbCallback
 from mcpo.tracking import check_available as check_wandb
-from mcpo.trainer import resume, train
+from mcpo.api import resume, train
 from mcpo.types import EXIT_BAD_INPUT, ConfigError, MCPOError, check_fields, flag_name, \
     parse_float, parse_int
 
@@ -67,6 +68,8 @@ def _arg_type(parse, what: str):
 
 
 INT = _arg_type(parse_int, "integer")
+_SEEDS = _arg_type(lambda s: [parse_int(x) for x in s.split(",") if x.strip()],
+                   "comma-separated seeds")
 FLOAT = _arg_type(parse_float, "number")
 _TYPES = {"int": INT, "float": FLOAT, "str": str}
 
@@ -125,15 +128,21 @@ def _add_train(sub, argv: list[str]) -> None:
               mcpo train --algo a2c --help                 # A2C's effective defaults
               mcpo train --algo mcpo --memory-size 40 --run-dir runs/m40
               mcpo train --resume runs/m40                 # continue after a stop or kill
+              mcpo train --backend gymnax --seeds 0,1,2,3,4 --run-dir runs/g  # 5 seeds, vmapped
 
             exit codes: 0 done, 2 bad input (nothing written), 3 NaN/Inf stopped the run,
               4 run directory in use by another process, 5 OS fault while writing,
               128+N stopped by signal N after a checkpoint
             """))
     run = t.add_argument_group("run control")
-    run.add_argument("--resume", metavar="DIR", default=None,
+    run.add_argument("--resume", metavar="DIR", nargs="+", default=None,
                      help="continue the run in DIR from its latest checkpoint (its config is "
-                     "reused; only --total-timesteps may be changed, and --progress)")
+                     "reused; only --total-timesteps may be changed, and --progress); several "
+                     "DIRs of one --backend gymnax group continue together, vmapped")
+    run.add_argument("--seeds", metavar="S,S,...", type=_SEEDS, default=None,
+                     help="train these seeds together in one process, vmapped (--backend "
+                     "gymnax), one run directory per seed: --run-dir DIR makes "
+                     "DIR/<env>__<algo>__<seed>, or put {seed} in --run-dir")
     run.add_argument("--resume-from", metavar="SNAPSHOT", default=None,
                      help="with --resume: continue from this checkpoint in DIR/checkpoints "
                      "(e.g. step_000000204800.ckpt) instead of latest.ckpt")
@@ -208,6 +217,9 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                    "checked before the first episode")
     e.add_argument("--checkpoint", default=None,
                    help="checkpoint file in DIR/checkpoints (default: latest.ckpt)")
+    e.add_argument("--backend", default=None, choices=BACKENDS,
+                   help="whose env runs the episodes (default: the run's own backend; a "
+                   "gymnax run of a classic-control id also runs on its Gymnasium twin)")
 
     sweep_cli.add_parser(sub, INT, FLOAT)
     report_cli.add_parsers(sub, INT)
@@ -220,7 +232,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 _RUN_CONTROL = ("command", "resume", "resume_from", "overwrite", "preset", "track",
-                "wandb_project", "wandb_group")
+                "wandb_project", "wandb_group", "seeds")
 
 
 def config_from_args(ns: argparse.Namespace) -> TrainConfig:
@@ -241,25 +253,33 @@ def cmd_train(ns, argv: list[str]) -> int:
         if ns.resume:
             extra = sorted(k for k in vars(ns) if k not in
                            ("command", "resume", "resume_from", "overwrite", "total_timesteps",
-                            "progress", "track", "wandb_project", "wandb_group"))
-            if extra or ns.overwrite:
-                bad = [flag_name(k) for k in extra] + (["--overwrite"] if ns.overwrite else [])
+                            "progress", "track", "wandb_project", "wandb_group", "seeds"))
+            if extra or ns.overwrite or ns.seeds is not None:
+                bad = ([flag_name(k) for k in extra] + (["--overwrite"] if ns.overwrite else [])
+                       + (["--seeds"] if ns.seeds is not None else []))
                 raise ConfigError(f"--resume reuses the run's saved config; {', '.join(bad)} "
                                   f"cannot be changed (only --total-timesteps, to change the "
                                   f"budget, --progress and --track).")
-            result = resume(ns.resume, getattr(ns, "total_timesteps", None),
+            dirs = ns.resume if len(ns.resume) > 1 else ns.resume[0]
+            result = resume(dirs, getattr(ns, "total_timesteps", None),
                             resume_from=ns.resume_from, progress=getattr(ns, "progress", None),
                             callbacks=callbacks)
         else:
             if ns.resume_from:
                 raise ConfigError("--resume-from needs --resume DIR (the run to continue).")
-            result = train(config_from_args(ns), overwrite=ns.overwrite, callbacks=callbacks,
-                           command=["mcpo", *argv])
-        ok = result.complete
+            result = train(config_from_args(ns), seeds=ns.seeds, overwrite=ns.overwrite,
+                           callbacks=callbacks, command=["mcpo", *argv])
+        results = result if isinstance(result, list) else [result]
+        ok = all(r.complete for r in results)
     finally:
         if tracker is not None:
             tracker.finish(0 if ok else 1)
-    print(result.summary())
+    print("\n".join(r.summary() for r in results))
+    if len(results) > 1:
+        wall = max(r.wall_time for r in results)
+        steps = sum(r.global_step for r in results)
+        print(f"Group: {len(results)} runs, {steps:,} steps in {wall:.1f} s of training, "
+              f"{steps / wall if wall > 0 else float('nan'):,.0f} steps/s in total")
     return 0
 
 
@@ -271,8 +291,9 @@ def cmd_eval(ns) -> int:
         check_video_path(ns.video)  # before loading and running anything
     agent = load(ns.run_dir, ns.checkpoint)
     env_id = agent.config.env_id
+    backend = ns.backend or agent.config.backend
     eps = run_episodes(agent, env_id, es.episodes, seed=es.seed,
-                       deterministic=es.deterministic, video=ns.video)
+                       deterministic=es.deterministic, video=ns.video, backend=backend)
     rets = [e.ret for e in eps]
     mode = "deterministic" if es.deterministic else "stochastic"
     extra = ""
@@ -281,7 +302,7 @@ def cmd_eval(ns) -> int:
     elif has_human_scores(env_id):
         extra = f", human-normalized {human_normalized(atari_game(env_id), np.mean(rets)):.3f}"
     print(f"{env_id}: return {np.mean(rets):.2f} +- {np.std(rets):.2f} over "
-          f"{len(rets)} episodes ({mode}){extra}")
+          f"{len(rets)} episodes ({mode}, {backend}){extra}")
     if ns.video:
         print(f"video written to {ns.video}")
     return 0

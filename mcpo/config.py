@@ -64,8 +64,10 @@ class TrainConfig:
                             low_open=True, high=1e6)
     clip_reward: float = param(10.0, "Clip scaled rewards to [-c, c].", low=0.0, low_open=True,
                                high=1e6)
-    backend: str = param("gymnasium", "Environment backend: 'gymnasium' (default).",
-                         choices=BACKENDS)
+    backend: str = param("gymnasium", "Environment backend: 'gymnasium' (default: Gymnasium "
+                         "envs stepped on the host) or 'gymnax' (pure-JAX envs, the whole "
+                         "training loop jitted, --seeds vmapped in one process; pip install "
+                         "'mcpo[gymnax]').", choices=BACKENDS)
     vec_env: str = param("sync", "Vector env: 'sync' (in-process, fastest for cheap envs) or "
                          "'async' (one subprocess per env).", choices=("sync", "async"))
     run_dir: str = param("", "Run directory; empty means runs/<env>__<algo>__<seed>__<time>.")

@@ -39,10 +39,12 @@ from typing import Callable, NamedTuple
 import gymnasium as gym
 import numpy as np
 
+from mcpo.jaxenv.registry import JAX_BACKENDS, backends_with, check_jax_env_id, install_hint
 from mcpo.types import ConfigError
 
-# Environment backends a run can use (TrainConfig.backend).
-BACKENDS = ("gymnasium",)
+# Environment backends a run can use (TrainConfig.backend); the pure-JAX ones are in
+# mcpo.jaxenv (their whole training loop runs in JAX).
+BACKENDS = ("gymnasium",) + JAX_BACKENDS
 
 # Packages that register extra env ids on import, and the extra that installs them.
 _REGISTERING_MODULES = ("minigrid", "ale_py")
@@ -99,7 +101,10 @@ def _importable(module: str) -> bool:
 
 
 def check_env_id(env_id: str, backend: str = "gymnasium") -> None:
-    """Raise ConfigError for an unknown env id, suggesting close matches."""
+    """Raise ConfigError for an unknown env id, suggesting close matches (or the backend
+    that has it)."""
+    if backend in JAX_BACKENDS:
+        return check_jax_env_id(backend, env_id)
     if not isinstance(env_id, str) or not env_id:
         raise ConfigError(f"--env-id must be a Gymnasium environment id; got {env_id!r}.")
     if env_id in gym.registry:
@@ -114,6 +119,11 @@ def check_env_id(env_id: str, backend: str = "gymnasium") -> None:
                           f"that provides it ({pkg}) is not installed. Fix: pip install "
                           f"'mcpo[{extra}]' (or, from a source checkout, pip install -e "
                           f"\".[{extra}]\").")
+    jax_backends = backends_with(env_id)
+    if jax_backends:
+        b = jax_backends[0]
+        raise ConfigError(f"{env_id!r} is not a Gymnasium environment; it is provided by "
+                          f"--backend {b} (needs {install_hint(b)}).")
     close = difflib.get_close_matches(env_id, list(gym.registry), n=3, cutoff=0.6)
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise ConfigError(f"Unknown environment id {env_id!r}.{hint} Ids are Gymnasium's "

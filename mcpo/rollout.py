@@ -103,25 +103,31 @@ def gae(rewards, values, next_values, terminated, dones, gamma: float, lam: floa
     return adv, adv + values
 
 
+def prepare_batch(policy, params, ro: Rollout, gamma: float, lam: float) -> Batch:
+    """Rollout arrays + params -> Batch (theta_old evaluated on all states at once). Pure; the
+    Gymnasium path jits it alone (`make_prepare_batch`), the JAX backends inside their loop."""
+    T, E = ro.rewards.shape
+    values = policy.value(params, ro.obs)
+    v_last = policy.value(params, ro.last_obs)
+    v_final = policy.value(params, ro.final_obs)
+    dones = jnp.logical_or(ro.terminated, ro.truncated)
+    v_next = jnp.concatenate([values[1:], v_last[None]], axis=0)
+    v_next = jnp.where(dones, v_final, v_next)
+    adv, ret = gae(ro.rewards, values, v_next, ro.terminated, dones, gamma, lam)
+    dist = policy.dist_params(params["actor"], ro.obs)
+    logp = policy.dist.log_prob(dist, ro.actions)
+    flat = lambda x: x.reshape((T * E,) + x.shape[2:])  # noqa: E731
+    return Batch(obs=flat(ro.obs), actions=flat(ro.actions), logp=flat(logp),
+                 dist=flat(dist), values=flat(values), advantages=flat(adv),
+                 returns=flat(ret))
+
+
 def make_prepare_batch(policy, gamma: float, lam: float):
-    """Jitted: rollout arrays + params -> Batch (theta_old evaluated on all states at once)."""
+    """Jitted `prepare_batch(params, ro)`."""
 
     @jax.jit
     def prepare(params, ro: Rollout) -> Batch:
-        T, E = ro.rewards.shape
-        values = policy.value(params, ro.obs)
-        v_last = policy.value(params, ro.last_obs)
-        v_final = policy.value(params, ro.final_obs)
-        dones = jnp.logical_or(ro.terminated, ro.truncated)
-        v_next = jnp.concatenate([values[1:], v_last[None]], axis=0)
-        v_next = jnp.where(dones, v_final, v_next)
-        adv, ret = gae(ro.rewards, values, v_next, ro.terminated, dones, gamma, lam)
-        dist = policy.dist_params(params["actor"], ro.obs)
-        logp = policy.dist.log_prob(dist, ro.actions)
-        flat = lambda x: x.reshape((T * E,) + x.shape[2:])  # noqa: E731
-        return Batch(obs=flat(ro.obs), actions=flat(ro.actions), logp=flat(logp),
-                     dist=flat(dist), values=flat(values), advantages=flat(adv),
-                     returns=flat(ret))
+        return prepare_batch(policy, params, ro, gamma, lam)
 
     return prepare
 

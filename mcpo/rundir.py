@@ -71,6 +71,15 @@ def snapshot_name(global_step: int) -> str:
     return f"step_{global_step:012d}.ckpt"
 
 
+def crossed_snapshot(n: int, total_steps: int, global_step: int, batch_size: int) -> bool:
+    """Did the iteration that ended at `global_step` pass one of `n` evenly spaced points of a
+    run of `total_steps`? (when to write a step_<n>.ckpt snapshot)"""
+    if n == 0:
+        return False
+    mark = lambda step: (step * n) // total_steps  # noqa: E731 - index of the last point passed
+    return mark(global_step) > mark(global_step - batch_size)
+
+
 def snapshots(path: Path) -> list[Path]:
     """The run's step_<n>.ckpt snapshots, oldest first."""
     d = Path(path) / CKPT_DIR

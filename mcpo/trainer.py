@@ -31,16 +31,17 @@ from tqdm import tqdm
 
 from mcpo.agent import Agent, run_episodes
 from mcpo.algos import ALGOS
-from mcpo.algos.common import all_finite, total_optimizer_steps
+from mcpo.algos.common import finite_leaves, learning_rate_at
 from mcpo.checkpoint import (CHECKPOINT_FORMAT, atomic_write_bytes, check_checkpoint_meta,
                              flatten, load_checkpoint, restore, save_checkpoint)
 from mcpo.config import TrainConfig
 from mcpo.envs import RunningMeanStd, env_family, make_vec_env, network_kind
+from mcpo.jaxenv.registry import is_jax_backend
 from mcpo.logger import MetricsLogger, check_metrics
 from mcpo.networks import make_policy
 from mcpo.rollout import Collector, Interrupted, make_prepare_batch
 from mcpo.rundir import (CKPT_DIR, CONFIG, LATEST, METRICS, RESULT, RunDir, check_new,
-                         find_checkpoint, snapshot_name)
+                         crossed_snapshot, find_checkpoint, snapshot_name)
 from mcpo.scores import atari_game, has_human_scores, human_normalized
 from mcpo.types import CheckpointError, ConfigError, MCPOError, NonFiniteError, StorageError
 
@@ -187,9 +188,44 @@ class RunResult:
         return cls(**{k: (math.nan if v is None else v) for k, v in d.items() if k in names})
 
 
-def default_run_dir(cfg: TrainConfig) -> Path:
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg.env_id.replace('/', '-')}__{cfg.algo}__{cfg.seed}__{stamp}"
+def run_name(cfg: TrainConfig) -> str:
+    return f"{cfg.env_id.replace('/', '-')}__{cfg.algo}__{cfg.seed}"
+
+
+def default_run_dir(cfg: TrainConfig, stamp: str | None = None) -> Path:
+    stamp = stamp or _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{run_name(cfg)}__{stamp}"
+
+
+def checkpoint_note(saved_iteration: int, saved_snapshot: tuple[int, str] | None,
+                    run_dirs: Sequence[Path]) -> str:
+    """Which checkpoint stopped runs keep (latest.ckpt of `saved_iteration`, -1: none, or a
+    newer snapshot), truthfully, and the command that continues them."""
+    one = len(run_dirs) == 1
+    dirs = " ".join(str(d) for d in run_dirs)
+    if saved_iteration >= 0 and (saved_snapshot is None or saved_snapshot[0] <= saved_iteration):
+        where = (f"{Path(run_dirs[0]) / CKPT_DIR / LATEST}" if one
+                 else f"{CKPT_DIR}/{LATEST} of each run")
+        return (f"{'its last good checkpoint' if one else 'the last good checkpoints'}, "
+                f"{where} (iteration {saved_iteration}), "
+                f"{'is' if one else 'are'} intact; `mcpo train --resume {dirs}` continues "
+                f"from {'it' if one else 'them'}.")
+    if saved_snapshot is not None:
+        it, name = saved_snapshot
+        what = (f"its last good checkpoint is the snapshot {Path(run_dirs[0]) / CKPT_DIR / name}"
+                if one else f"the last good checkpoints are the snapshots {CKPT_DIR}/{name}")
+        return (f"{what} (iteration {it}); `mcpo train --resume {dirs} --resume-from {name}` "
+                f"continues from {'it' if one else 'them'}.")
+    return "no checkpoint had been written yet, so there is nothing to resume."
+
+
+def install_stop_handlers(record) -> dict:
+    """SIGINT/SIGTERM call `record(signum)` instead of raising, so a run can finish its
+    iteration and checkpoint (main thread only). Returns the previous handlers."""
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    return {s: signal.signal(s, lambda signum, frame: record(signum))
+            for s in (signal.SIGINT, signal.SIGTERM)}
 
 
 class Trainer:
@@ -198,6 +234,10 @@ class Trainer:
         self.cfg = cfg
         self.run_dir = Path(run_dir)
         self.callbacks = list(callbacks)
+        if is_jax_backend(cfg.backend):
+            raise ConfigError(f"--backend {cfg.backend} trains in mcpo.jaxenv.runner (mcpo.train "
+                              f"and `mcpo train` choose it); mcpo.trainer.Trainer is the "
+                              f"Gymnasium loop.")
         self.spec = ALGOS[cfg.algo]
         self.vec = make_vec_env(cfg.env_id, cfg.num_envs, cfg.vec_env)
         try:
@@ -320,24 +360,11 @@ class Trainer:
 
     def _ckpt_note(self) -> str:
         """Which checkpoint a stopped run keeps, truthfully."""
-        if self.saved_iteration >= 0 and (self.saved_snapshot is None
-                                          or self.saved_snapshot[0] <= self.saved_iteration):
-            return (f"its last good checkpoint, {self.ckpt_dir / LATEST} (iteration "
-                    f"{self.saved_iteration}), is intact; `mcpo train --resume "
-                    f"{self.run_dir}` continues from it.")
-        if self.saved_snapshot is not None:
-            it, name = self.saved_snapshot
-            return (f"its last good checkpoint is the snapshot {self.ckpt_dir / name} "
-                    f"(iteration {it}); `mcpo train --resume {self.run_dir} --resume-from "
-                    f"{name}` continues from it.")
-        return "no checkpoint had been written yet, so there is nothing to resume."
+        return checkpoint_note(self.saved_iteration, self.saved_snapshot, [self.run_dir])
 
     # The loop --------------------------------------------------------------------------------
     def lr_now(self) -> float:
-        if not self.cfg.anneal_lr:
-            return self.cfg.learning_rate
-        frac = 1.0 - int(self.state.n_updates) / total_optimizer_steps(self.cfg)
-        return self.cfg.learning_rate * max(frac, 0.0)
+        return learning_rate_at(self.cfg, int(self.state.n_updates))
 
     def _notify(self, hook: str, *args) -> None:
         for cb in self.callbacks:
@@ -464,11 +491,8 @@ class Trainer:
 
     def _crossed_snapshot(self) -> bool:
         """Did this iteration pass one of the `snapshots` evenly spaced points of the run?"""
-        n, total = self.cfg.snapshots, self.cfg.num_iterations * self.cfg.batch_size
-        if n == 0:
-            return False
-        mark = lambda step: (step * n) // total  # noqa: E731 - index of the last point passed
-        return mark(self.global_step) > mark(self.global_step - self.cfg.batch_size)
+        return crossed_snapshot(self.cfg.snapshots, self.cfg.num_iterations * self.cfg.batch_size,
+                                self.global_step, self.cfg.batch_size)
 
     def _finish(self, elapsed: float, steps: int) -> RunResult:
         cfg = self.cfg
@@ -521,13 +545,6 @@ class Trainer:
             self.logger.close()
             self.logger = None
         self.vec.close()
-
-
-def finite_leaves(state) -> dict:
-    """{leaf path: all finite} over the floating-point leaves of the learner state."""
-    return {jax.tree_util.keystr(p): all_finite(x)
-            for p, x in jax.tree_util.tree_leaves_with_path(state)
-            if jax.numpy.issubdtype(x.dtype, jax.numpy.floating)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -598,26 +615,11 @@ def resume(run_dir, total_timesteps: int | None = None, *, resume_from: str | No
             raise CheckpointError(f"Checkpoint {ckpt}: global_step {done} is not iteration "
                                   f"{meta['iteration']} x the batch of {cfg.batch_size} "
                                   f"({run_dir / CONFIG}); one of them was edited.")
-        if total_timesteps is not None and total_timesteps != cfg.total_timesteps:
-            if total_timesteps < done:
-                raise ConfigError(f"--total-timesteps {total_timesteps:,} is less than the "
-                                  f"{done:,} steps {ckpt.name} has already trained; give at "
-                                  f"least {done:,} (a larger value extends the run).")
-            new = cfg.replace(total_timesteps=total_timesteps)
-            new.validate(check_env=False)
-        else:
-            new = cfg
-        if progress is not None:
-            new = new.replace(progress=progress)
-        new.validate()
+        new = resumed_config(cfg, total_timesteps, progress, done, ckpt)
         enable_compile_cache()
-        finished = done >= new.num_iterations * new.batch_size
-        if finished and resume_from is None and (run_dir / RESULT).is_file() \
-                and new.total_timesteps == cfg.total_timesteps:
-            try:
-                return RunResult.from_dict(json.loads((run_dir / RESULT).read_text()))
-            except (ValueError, TypeError):
-                pass  # unreadable result.json: finish again below (evaluation only)
+        recorded = recorded_result(run_dir, cfg, new, done, resume_from)
+        if recorded is not None:
+            return recorded
         metrics = run_dir / METRICS
         if metrics.exists():
             check_metrics(metrics, meta["csv_rows"], meta["iteration"], source=str(ckpt))
@@ -626,12 +628,7 @@ def resume(run_dir, total_timesteps: int | None = None, *, resume_from: str | No
             trainer.load(ckpt, (arrays, meta))
             signals.check(f"while resuming, before anything was written: {run_dir} is "
                           f"unchanged.")
-            rd.commit_resume()
-            if new.total_timesteps != cfg.total_timesteps:
-                rd.record("budget", total_timesteps=new.total_timesteps,
-                          previous=cfg.total_timesteps, at_step=done)
-            if resume_from is not None:
-                rd.record("resume_from", checkpoint=ckpt.name, at_step=done)
+            record_resume(rd, cfg, new, done, ckpt, resume_from)
         except BaseException:
             trainer.close()
             raise
@@ -640,3 +637,45 @@ def resume(run_dir, total_timesteps: int | None = None, *, resume_from: str | No
                   f"{meta['iteration']} iterations are gone; the resumed run writes a new one "
                   f"from iteration {meta['iteration'] + 1} on.", file=sys.stderr)
         return trainer.run(resumed_meta=meta)
+
+
+def resumed_config(cfg: TrainConfig, total_timesteps: int | None, progress: bool | None,
+                   done: int, ckpt: Path) -> TrainConfig:
+    """The config a resume continues with: a new budget (at least the `done` steps) and/or
+    progress setting over the run's own config; validated."""
+    if total_timesteps is not None and total_timesteps != cfg.total_timesteps:
+        if total_timesteps < done:
+            raise ConfigError(f"--total-timesteps {total_timesteps:,} is less than the "
+                              f"{done:,} steps {ckpt.name} has already trained; give at "
+                              f"least {done:,} (a larger value extends the run).")
+        new = cfg.replace(total_timesteps=total_timesteps)
+        new.validate(check_env=False)
+    else:
+        new = cfg
+    if progress is not None:
+        new = new.replace(progress=progress)
+    return new.validate()
+
+
+def recorded_result(run_dir: Path, cfg: TrainConfig, new: TrainConfig, done: int,
+                    resume_from: str | None) -> RunResult | None:
+    """A finished run's recorded result.json when resuming has nothing left to do."""
+    finished = done >= new.num_iterations * new.batch_size
+    if finished and resume_from is None and (run_dir / RESULT).is_file() \
+            and new.total_timesteps == cfg.total_timesteps:
+        try:
+            return RunResult.from_dict(json.loads((run_dir / RESULT).read_text()))
+        except (ValueError, TypeError):
+            pass  # unreadable result.json: finish again (evaluation only)
+    return None
+
+
+def record_resume(rd: RunDir, cfg: TrainConfig, new: TrainConfig, done: int, ckpt: Path,
+                  resume_from: str | None) -> None:
+    """Commit to the resumed run directory and record a budget change / --resume-from."""
+    rd.commit_resume()
+    if new.total_timesteps != cfg.total_timesteps:
+        rd.record("budget", total_timesteps=new.total_timesteps,
+                  previous=cfg.total_timesteps, at_step=done)
+    if resume_from is not None:
+        rd.record("resume_from", checkpoint=ckpt.name, at_step=done)

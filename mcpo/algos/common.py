@@ -50,6 +50,13 @@ def total_optimizer_steps(cfg) -> int:
     return max(1, cfg.num_iterations * cfg.update_epochs * cfg.num_minibatches)
 
 
+def learning_rate_at(cfg, n_updates: int) -> float:
+    """The learning rate after `n_updates` optimizer steps (what `make_optimizer` schedules)."""
+    if not cfg.anneal_lr:
+        return cfg.learning_rate
+    return cfg.learning_rate * max(1.0 - n_updates / total_optimizer_steps(cfg), 0.0)
+
+
 def make_optimizer(cfg, learning_rate: float | None = None) -> optax.GradientTransformation:
     """Adam with global-norm clipping; linear decay to 0 over training if `anneal_lr`."""
     lr = cfg.learning_rate if learning_rate is None else learning_rate
@@ -146,6 +153,13 @@ def all_finite(tree) -> jax.Array:
     leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)
               if jnp.issubdtype(x.dtype, jnp.floating)]
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.asarray(True)
+
+
+def finite_leaves(state) -> dict:
+    """{leaf path: all finite} over the floating-point leaves of the learner state."""
+    return {jax.tree_util.keystr(p): all_finite(x)
+            for p, x in jax.tree_util.tree_leaves_with_path(state)
+            if jnp.issubdtype(x.dtype, jnp.floating)}
 
 
 # ----------------------------------------------------------------------------------------------

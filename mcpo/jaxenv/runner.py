@@ -1,0 +1,436 @@
+"""The host side of a pure-JAX run: a group of seeds trained together in one process.
+
+`train_group(configs)` trains configs that differ only in `seed` and `run_dir`: their loop
+states are stacked on a leading seed axis and `Loop.iteration` (rollout, GAE, update, logging
+reductions) runs `vmap`ped over it as ONE jitted call per iteration. The host receives each
+seed's metrics of the iteration and writes, per seed, an ordinary run directory through
+`mcpo.rundir` (marker, lock, config.json with that seed, metrics.csv, tb/, checkpoints,
+result.json), so `eval`, `--resume`, reports and sweeps treat each one like a single run.
+
+Checkpoints hold, per seed, everything `Loop.iteration` reads -- learner state (same keys as
+the Gymnasium backend's, so `mcpo.load` reads them), normalization statistics, and the env
+states, episode counters and ring buffer of recent returns -- so no episode is lost on resume
+(`lost_episodes` is 0) and a resumed run continues exactly as if it had not stopped.
+
+Resuming (docs/design.md §8):
+* `mcpo train --resume D1 D2 ...` resumes several runs of one group together (same config
+  but seed, same checkpointed step): the same compiled function on the same stacked state, so
+  the continuation is bit-identical to the uninterrupted group, and resuming twice from one
+  checkpoint gives identical numbers.
+* `mcpo train --resume D1` resumes one run alone (a group of one). Its numbers match the
+  group's to float tolerance, not bit for bit: a vmapped program of another batch size is
+  another XLA program (tests/test_jaxenv.py measures how close).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import signal
+import time
+from pathlib import Path
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tqdm import tqdm
+
+from mcpo.algos import ALGOS
+from mcpo.algos.common import learning_rate_at
+from mcpo.checkpoint import atomic_write_bytes, flatten, load_checkpoint, restore, \
+    save_checkpoint
+from mcpo.config import TrainConfig
+from mcpo.jaxenv.evaluate import make_evaluate
+from mcpo.jaxenv.loop import Loop, LoopState, recent_in_order
+from mcpo.jaxenv.registry import is_jax_backend, make_jax_env
+from mcpo.jaxenv.running import from_state_dict, to_state_dict
+from mcpo.logger import MetricsLogger
+from mcpo.networks import make_policy
+from mcpo.rundir import (CKPT_DIR, LATEST, RESULT, RunDir, check_new, crossed_snapshot,
+                         find_checkpoint, snapshot_name)
+from mcpo.trainer import (CHECKPOINT_FORMAT, RECENT_EPISODES, Callback, RunResult,
+                          TrainingInterrupted, check_checkpoint_meta, checkpoint_note,
+                          enable_compile_cache, install_stop_handlers, record_resume,
+                          recorded_result, resumed_config)
+from mcpo.types import CheckpointError, ConfigError, NonFiniteError
+
+EVAL_STREAM = 10_000  # fold_in constant of the final evaluation's key (Gymnasium: seed + 10000)
+_PER_SEED = ("seed", "run_dir")  # what may differ between the configs of one group
+# metrics.csv's episode columns, in the Gymnasium backend's order
+EPISODE_COLUMNS = ("episodes", "episodes_total", "ep_return_mean", "ep_return_min",
+                   "ep_return_max", "ep_length_mean", "recent_return")
+_SEP = ", "
+
+
+def check_group(cfgs: Sequence[TrainConfig]) -> None:
+    """ConfigError unless the configs can train as one vmapped group: a JAX backend, the same
+    settings but seed and run directory, distinct seeds and run directories."""
+    if not cfgs:
+        raise ConfigError("no runs to train: give at least one seed.")
+    first = cfgs[0]
+    if not is_jax_backend(first.backend):
+        raise ConfigError(f"Training several seeds in one process needs a pure-JAX backend "
+                          f"(--backend gymnax); --backend {first.backend} trains one seed per "
+                          f"process.")
+    base = {k: v for k, v in first.to_dict().items() if k not in _PER_SEED}
+    for c in cfgs[1:]:
+        d = {k: v for k, v in c.to_dict().items() if k not in _PER_SEED}
+        diff = sorted(k for k in set(base) | set(d) if base.get(k) != d.get(k))
+        if diff:
+            raise ConfigError(f"Runs {first.run_dir} and {c.run_dir} cannot train as one "
+                              f"group: their configs differ in {', '.join(diff)} (only seed "
+                              f"and run directory may differ).")
+    seeds = [c.seed for c in cfgs]
+    if len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds has a seed twice: {', '.join(map(str, seeds))}.")
+    dirs = [str(Path(c.run_dir).resolve()) for c in cfgs]
+    if len(set(dirs)) != len(dirs):
+        raise ConfigError("Two runs of the group would share one run directory; use {seed} "
+                          "in --run-dir or give a parent directory.")
+
+
+class Member:
+    """One seed's run of a group, as `Callback`s see it (in place of a Trainer)."""
+
+    def __init__(self, group: "GroupRunner", index: int):
+        self.group, self.index = group, index
+        self.cfg = group.cfgs[index]
+        self.run_dir = group.run_dirs[index]
+        self.policy = group.policy
+
+    @property
+    def iteration(self) -> int:
+        return self.group.iteration
+
+    @property
+    def global_step(self) -> int:
+        return self.group.global_step
+
+    @property
+    def num_iterations(self) -> int:
+        return self.cfg.num_iterations
+
+    @property
+    def state(self):
+        """This seed's learner state (TrainState)."""
+        return jax.tree.map(lambda x: x[self.index], self.group.state.train)
+
+
+class GroupRunner:
+    """Trains `cfgs` (one per seed; `check_group` holds) as one vmapped, jitted loop."""
+
+    def __init__(self, cfgs: Sequence[TrainConfig], callbacks: Sequence[Callback] = ()):
+        self.cfgs = list(cfgs)
+        self.cfg = cfg = self.cfgs[0]
+        self.G = len(self.cfgs)
+        self.run_dirs = [Path(c.run_dir) for c in self.cfgs]
+        self.callbacks = list(callbacks)
+        self.env = make_jax_env(cfg.backend, cfg.env_id)
+        self.policy = make_policy(self.env.observation_space, self.env.action_space,
+                                  cfg.hidden_sizes)
+        self.loop = Loop(cfg, ALGOS[cfg.algo], self.policy, self.env, RECENT_EPISODES)
+        keys = jnp.stack([jax.random.PRNGKey(c.seed) for c in self.cfgs])
+        self.state: LoopState = jax.jit(jax.vmap(self.loop.init))(keys)
+        self._iterate = jax.jit(jax.vmap(self.loop.iteration))
+        self.members = [Member(self, i) for i in range(self.G)]
+        self.iteration = 0
+        self.global_step = 0
+        self.wall_time = [0.0] * self.G
+        self.saved_iteration = -1
+        self.saved_snapshot: tuple[int, str] | None = None
+        self.loggers: list[MetricsLogger] = []
+        self._stop_signal = None
+        self._stop_requested = False
+
+    # Checkpoints ---------------------------------------------------------------------------
+    def save(self, name: str = LATEST) -> None:
+        """Write checkpoint `name` of every run of the group (one device->host copy)."""
+        host = jax.device_get(self.state)
+        for i, (cfg, d) in enumerate(zip(self.cfgs, self.run_dirs)):
+            s = jax.tree.map(lambda x: np.asarray(x[i]), host)
+            norm = {}
+            if s.obs_rms is not None:
+                norm["obs_rms"] = to_state_dict(s.obs_rms)
+            if s.ret_rms is not None:
+                norm["ret_rms"] = to_state_dict(s.ret_rms)
+            arrays = {**flatten(s.train, "state"), **flatten(norm, "host"),
+                      **flatten({"env": s.env, "log": s.log}, "jax")}
+            meta = {"format": CHECKPOINT_FORMAT, "algo": cfg.algo, "backend": cfg.backend,
+                    "iteration": self.iteration, "global_step": self.global_step,
+                    "episodes": int(s.log.count), "lost_episodes": 0,
+                    "recent_returns": recent_in_order(s.log),
+                    "csv_rows": self.loggers[i].rows if self.loggers else 0,
+                    "wall_time": self.wall_time[i], "config": cfg.to_dict(),
+                    "group_size": self.G}
+            save_checkpoint(d / CKPT_DIR / name, arrays, meta)
+        if name == LATEST:
+            self.saved_iteration = self.iteration
+        else:
+            self.saved_snapshot = (self.iteration, name)
+
+    def load(self, loaded: Sequence[tuple[dict, dict]], paths: Sequence[Path]) -> None:
+        """Restore every run's state from its (arrays, meta) (checked by the caller to be at
+        one step) and stack them."""
+        template = jax.eval_shape(self.loop.init, jax.random.PRNGKey(0))
+        states = []
+        for (arrays, meta), path, cfg in zip(loaded, paths, self.cfgs):
+            src = str(path)
+            if meta.get("backend", "gymnasium") != cfg.backend:
+                raise CheckpointError(f"Checkpoint {path} was written by --backend "
+                                      f"{meta.get('backend', 'gymnasium')}, the run's config "
+                                      f"says --backend {cfg.backend}.")
+            train = restore(template.train, arrays, "state", src)
+            norm_t = {}
+            if template.obs_rms is not None:
+                norm_t["obs_rms"] = to_state_dict(jax.tree.map(_zeros, template.obs_rms))
+            if template.ret_rms is not None:
+                norm_t["ret_rms"] = to_state_dict(jax.tree.map(_zeros, template.ret_rms))
+            norm = restore(norm_t, arrays, "host", src)
+            rest = restore({"env": template.env, "log": template.log}, arrays, "jax", src)
+            states.append(LoopState(
+                train=train, env=rest["env"], log=rest["log"],
+                obs_rms=from_state_dict(norm["obs_rms"]) if "obs_rms" in norm else None,
+                ret_rms=from_state_dict(norm["ret_rms"]) if "ret_rms" in norm else None))
+        self.state = jax.tree.map(lambda *xs: jnp.stack([jnp.asarray(x) for x in xs]),
+                                  *states)
+        meta = loaded[0][1]
+        self.iteration = int(meta["iteration"])
+        self.global_step = int(meta["global_step"])
+        self.wall_time = [float(m["wall_time"]) for _, m in loaded]
+        self.saved_iteration = self.iteration
+
+    # Checks --------------------------------------------------------------------------------
+    def _runs(self, idx: Sequence[int]) -> str:
+        return _SEP.join(f"{self.run_dirs[i]} (seed {self.cfgs[i].seed})" for i in idx)
+
+    def _ckpt_note(self) -> str:
+        return checkpoint_note(self.saved_iteration, self.saved_snapshot, self.run_dirs)
+
+    def _check_finite(self, m: dict) -> None:
+        checks = [(name, np.asarray(ok)) for name, ok in m["finite"].items()]
+        checks += [(f"the {k}", np.isfinite(v).reshape(self.G, -1).all(axis=1))
+                   for k, v in m["stats"].items()
+                   if np.issubdtype(np.asarray(v).dtype, np.floating)
+                   and k != "explained_variance"]
+        for name, ok in checks:
+            bad = [i for i in range(self.G) if not ok[i]]
+            if bad:
+                raise NonFiniteError(
+                    f"Non-finite value (NaN or Inf) in {name} at iteration "
+                    f"{self.iteration + 1} (global step {self.global_step + self.cfg.batch_size})"
+                    f" of {self._runs(bad)}. The run{'s' if self.G > 1 else ''} stopped; "
+                    f"{self._ckpt_note()}")
+
+    # The loop ------------------------------------------------------------------------------
+    def _notify(self, hook: str, *per_member) -> None:
+        for i, member in enumerate(self.members):
+            extra = [a[i] for a in per_member]
+            for cb in self.callbacks:
+                if getattr(cb, hook)(member, *extra) is False:
+                    self._stop_requested = True
+
+    def _record_signal(self, signum) -> None:
+        if self._stop_signal is None:
+            self._stop_signal = signum
+
+    def run(self, *, resumed_metas: Sequence[dict] | None = None) -> list[RunResult]:
+        cfg, G = self.cfg, self.G
+        self.loggers = [MetricsLogger(d, cfg.tensorboard,
+                                      keep_rows=resumed_metas[i]["csv_rows"] if resumed_metas
+                                      else None,
+                                      # TensorBoard drops events from purge_step on
+                                      purge_step=self.global_step + 1 if resumed_metas
+                                      else None,
+                                      last_iteration=self.iteration)
+                        for i, d in enumerate(self.run_dirs)]
+        old_handlers = install_stop_handlers(self._record_signal)
+        seeds = f"{G} seeds" if G > 1 else f"seed {cfg.seed}"
+        bar = tqdm(total=cfg.num_iterations * cfg.batch_size * G,
+                   initial=self.global_step * G, unit="step", unit_scale=True,
+                   dynamic_ncols=True, disable=not cfg.progress, smoothing=0.3,
+                   desc=f"{cfg.algo} {cfg.env_id} ({cfg.backend}, {seeds})")
+        t_start, steps_start = time.perf_counter(), self.global_step
+        try:
+            try:
+                self._notify("on_train_start")
+                self._loop(bar)
+            finally:
+                bar.close()
+            if self.saved_iteration != self.iteration:
+                self.save()
+            if self._stop_signal is not None:
+                raise TrainingInterrupted(self._stop_signal,
+                                          " ".join(str(d) for d in self.run_dirs),
+                                          self.global_step)
+            results = self._finish(time.perf_counter() - t_start,
+                                   self.global_step - steps_start)
+            self._notify("on_train_end", results)
+            return results
+        finally:
+            for s, h in old_handlers.items():
+                signal.signal(s, h)
+            self.close()
+
+    def _go_on(self) -> bool:
+        return (self.iteration < self.cfg.num_iterations and not self._stop_requested
+                and self._stop_signal is None)
+
+    def _loop(self, bar) -> None:
+        """Iterations, pipelined: iteration i+1 is dispatched (JAX runs it asynchronously) as
+        soon as iteration i's results are in, and the host writes i's logs and checkpoints
+        while it computes. Nothing of i+1 is kept unless it is committed in turn: a stop (a
+        callback, a signal, a NaN in i) discards it, so the runs' states, files and the order
+        of the callbacks are those of a plain sequential loop."""
+        if not self._go_on():
+            return
+        self._notify("before_iteration")
+        if self._stop_requested:
+            return
+        t_last = time.perf_counter()
+        pending = self._iterate(self.state)
+        while pending is not None:
+            state, m = pending
+            m = jax.device_get(m)
+            t_now = time.perf_counter()
+            self._check_finite(m)
+            more = self.iteration + 1 < self.cfg.num_iterations and self._stop_signal is None
+            pending = self._iterate(state) if more else None  # speculative until committed
+            self._commit(state, m, t_now - t_last, bar)
+            t_last = t_now
+            if not self._go_on():
+                return
+            self._notify("before_iteration")
+            if self._stop_requested:
+                return
+
+    def _commit(self, state: LoopState, m: dict, dt: float, bar) -> None:
+        """Make iteration `self.iteration + 1` (its state and metrics `m`, `dt` s of wall
+        time) the runs' own: metrics rows, callbacks, checkpoints."""
+        cfg, G = self.cfg, self.G
+        self.state = state
+        self.iteration += 1
+        self.global_step += cfg.batch_size
+        rows = []
+        for i in range(G):
+            self.wall_time[i] += dt
+            ep = {k: np.asarray(m["episodes"][k][i]).item() for k in EPISODE_COLUMNS}
+            rows.append({"iteration": self.iteration, "global_step": self.global_step,
+                         "wall_time": self.wall_time[i], "sps": cfg.batch_size / dt,
+                         "rollout_time": math.nan, "update_time": math.nan, **ep,
+                         "learning_rate": learning_rate_at(cfg, int(m["n_updates"][i])),
+                         **{k: v[i] for k, v in m["stats"].items()}})
+        self._notify("on_iteration", rows)
+        for logger, row in zip(self.loggers, rows):
+            logger.log(row, self.global_step)
+        recent = [r["recent_return"] for r in rows if not math.isnan(r["recent_return"])]
+        if recent:
+            bar.set_postfix_str(f"sps={G * cfg.batch_size / dt:,.0f} "
+                                f"return={np.mean(recent):.1f}", refresh=False)
+        bar.update(cfg.batch_size * G)
+        if self.iteration % cfg.checkpoint_every == 0:
+            self.save()
+        if crossed_snapshot(cfg.snapshots, cfg.num_iterations * cfg.batch_size,
+                            self.global_step, cfg.batch_size):
+            self.save(snapshot_name(self.global_step))
+
+    def evaluate(self, episodes: int, deterministic: bool = True) -> np.ndarray:
+        """(G, episodes) raw returns of every seed's current policy on fresh envs."""
+        run = make_evaluate(self.env, self.policy, self.cfg.clip_obs, episodes, deterministic)
+        keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(c.seed), EVAL_STREAM)
+                          for c in self.cfgs])
+        return np.asarray(jax.jit(jax.vmap(run))(self.state.train.params["actor"],
+                                                 self.state.obs_rms, keys))
+
+    def _finish(self, elapsed: float, steps: int) -> list[RunResult]:
+        cfg = self.cfg
+        complete = not self._stop_requested
+        rets = (self.evaluate(cfg.eval_episodes) if cfg.eval_episodes and complete
+                else np.full((self.G, 1), np.nan))
+        log = jax.device_get(self.state.log)
+        results = []
+        for i, (c, d) in enumerate(zip(self.cfgs, self.run_dirs)):
+            recent = recent_in_order(jax.tree.map(lambda x: x[i], log))
+            if steps > 0 and elapsed > 0:
+                sps = steps / elapsed
+            else:
+                sps = self.global_step / self.wall_time[i] if self.wall_time[i] > 0 else math.nan
+            result = RunResult(
+                run_dir=str(d), algo=c.algo, env_id=c.env_id, seed=c.seed,
+                global_step=self.global_step, iterations=self.iteration,
+                episodes=int(log.count[i]),
+                final_return=float(np.mean(recent)) if recent else math.nan,
+                eval_return_mean=float(np.mean(rets[i])), eval_return_std=float(np.std(rets[i])),
+                sps=sps, wall_time=self.wall_time[i], complete=complete)
+            if complete:
+                atomic_write_bytes(d / RESULT,
+                                   (json.dumps(result.to_dict(), indent=2) + "\n").encode())
+            results.append(result)
+        return results
+
+    def close(self) -> None:
+        for logger in self.loggers:
+            logger.close()
+        self.loggers = []
+
+
+def _zeros(x):
+    return np.zeros(x.shape, x.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+# ---------------------------------------------------------------------------------------------
+def train_group(cfgs: Sequence[TrainConfig], *, overwrite: bool = False,
+                callbacks: Sequence[Callback] = (), command: list[str] | None = None
+                ) -> list[RunResult]:
+    """Validate, create one run directory per config and train them as one vmapped group.
+    Everything is checked before any directory is created."""
+    cfgs = [c.validate() for c in cfgs]
+    check_group(cfgs)
+    enable_compile_cache()
+    for c in cfgs:
+        check_new(Path(c.run_dir), overwrite)
+    runner = GroupRunner(cfgs, callbacks)
+    with contextlib.ExitStack() as stack:
+        for c in cfgs:
+            rd = stack.enter_context(RunDir.create(Path(c.run_dir), c, overwrite,
+                                                   command=command))
+            if len(cfgs) > 1:
+                rd.record("group", seeds=[x.seed for x in cfgs],
+                          runs=[str(x.run_dir) for x in cfgs])
+        return runner.run()
+
+
+def resume_group(run_dirs: Sequence, total_timesteps: int | None = None, *,
+                 resume_from: str | None = None, progress: bool | None = None,
+                 callbacks: Sequence[Callback] = ()) -> list[RunResult]:
+    """Continue runs of a JAX backend together from their checkpoints (latest.ckpt, or the
+    snapshot `resume_from` of each), optionally with a new budget."""
+    dirs = [Path(d) for d in run_dirs]
+    with contextlib.ExitStack() as stack:
+        rds = [stack.enter_context(RunDir.open(d)) for d in dirs]  # locks first
+        cfgs = [rd.read_config() for rd in rds]
+        check_group(cfgs)
+        ckpts = [find_checkpoint(d, resume_from) for d in dirs]
+        loaded = [load_checkpoint(p) for p in ckpts]
+        for (_, meta), p, c in zip(loaded, ckpts, cfgs):
+            check_checkpoint_meta(meta, p, c.algo)
+        done = [int(meta["global_step"]) for _, meta in loaded]
+        if len(set(done)) > 1:
+            at = _SEP.join(f"{p} at step {n:,}" for p, n in zip(ckpts, done))
+            raise ConfigError(f"The runs' checkpoints are at different steps ({at}), so they "
+                              f"cannot continue as one group; resume them one by one.")
+        news = [resumed_config(c, total_timesteps, progress, n, p)
+                for c, n, p in zip(cfgs, done, ckpts)]
+        enable_compile_cache()
+        recorded = [recorded_result(d, c, n_, n, resume_from)
+                    for d, c, n_, n in zip(dirs, cfgs, news, done)]
+        if all(r is not None for r in recorded):
+            return recorded
+        runner = GroupRunner(news, callbacks)
+        runner.load(loaded, ckpts)
+        for rd, c, n_, n, p in zip(rds, cfgs, news, done, ckpts):
+            record_resume(rd, c, n_, n, p, resume_from)
+        return runner.run(resumed_metas=[meta for _, meta in loaded])

@@ -1,0 +1,383 @@
+"""The pure-JAX backend (--backend gymnax): env semantics against Gymnasium, the loop's
+normalization and episode statistics against the Gymnasium path's, vmapped seeds, exact group
+resume, loading/evaluating gymnax runs, clear errors, and learning."""
+
+import collections
+import json
+import math
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import gymnasium as gym
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import mcpo
+from conftest import CARTPOLE_QUICK, cartpole_solved
+import mcpo.api
+from mcpo.algos import ALGOS
+from mcpo.checkpoint import load_checkpoint
+from mcpo.cli import main
+from mcpo.config import TrainConfig
+from mcpo.envs import RunningMeanStd, check_env_id
+from mcpo.jaxenv import registry
+from mcpo.jaxenv.loop import EpisodeLog, Loop, recent_in_order
+from mcpo.jaxenv.runner import GroupRunner
+from mcpo.jaxenv.registry import make_jax_env
+from mcpo.jaxenv.running import scale_reward, stats_init, stats_update
+from mcpo.logger import read_metrics
+from mcpo.networks import make_policy
+from mcpo.rollout import Collector
+from mcpo.types import ConfigError, NonFiniteError
+
+pytest.importorskip("gymnax")
+
+TINY = dict(env_id="Pendulum-v1", backend="gymnax", num_envs=2, num_steps=64,
+            num_minibatches=2, update_epochs=2, progress=False, tensorboard=False,
+            eval_episodes=0)
+TIME_COLUMNS = {"wall_time", "sps"}
+
+
+def _rows(run_dir):
+    return [{k: v for k, v in r.items() if k not in TIME_COLUMNS}
+            for r in read_metrics(run_dir / "metrics.csv")]
+
+
+# --------------------------------------------------------------------------------------------
+# The environments
+# --------------------------------------------------------------------------------------------
+def test_pendulum_matches_gymnasium_for_a_fixed_action_sequence():
+    """Same start state, same actions: same observations, rewards and time-limit end."""
+    ref = gym.make("Pendulum-v1")
+    obs_ref, _ = ref.reset(seed=0)
+    env = make_jax_env("gymnax", "Pendulum-v1")
+    obs, state = env.reset(jax.random.PRNGKey(0))
+    th, thdot = ref.unwrapped.state
+    state = state.replace(theta=jnp.float32(th), theta_dot=jnp.float32(thdot))
+    step = jax.jit(env.step)
+    actions = np.random.default_rng(0).uniform(-2.0, 2.0, (200, 1)).astype(np.float32)
+    for t, a in enumerate(actions):
+        o_ref, r_ref, term_ref, trunc_ref, _ = ref.step(a)
+        out = step(jax.random.PRNGKey(t), state, jnp.asarray(a))
+        np.testing.assert_allclose(out.final_obs, o_ref, rtol=1e-4, atol=1e-4)
+        np.testing.assert_allclose(out.reward, r_ref, rtol=1e-4, atol=1e-4)
+        assert (bool(out.terminated), bool(out.truncated)) == (term_ref, trunc_ref), t
+        state = out.state
+    assert trunc_ref and not term_ref  # step 200 is the time limit
+    # same-step autoreset: the step that ended the episode returns the next one's first obs
+    assert int(state.time) == 0 and not np.allclose(out.obs, out.final_obs)
+
+
+def test_cartpole_terminates_like_gymnasium_and_is_not_truncated():
+    ref = gym.make("CartPole-v1")
+    ref.reset(seed=1)
+    env = make_jax_env("gymnax", "CartPole-v1")
+    _, state = env.reset(jax.random.PRNGKey(0))
+    x, x_dot, th, th_dot = ref.unwrapped.state
+    state = state.replace(x=jnp.float32(x), x_dot=jnp.float32(x_dot), theta=jnp.float32(th),
+                          theta_dot=jnp.float32(th_dot))
+    step = jax.jit(env.step)
+    for t in range(500):  # always push right: the pole falls within ~10 steps
+        o_ref, r_ref, term_ref, trunc_ref, _ = ref.step(1)
+        out = step(jax.random.PRNGKey(t), state, jnp.int32(1))
+        np.testing.assert_allclose(out.final_obs, o_ref, rtol=1e-4, atol=1e-5)
+        assert float(out.reward) == r_ref == 1.0
+        assert (bool(out.terminated), bool(out.truncated)) == (term_ref, trunc_ref)
+        state = out.state
+        if term_ref:
+            break
+    assert term_ref and t < 50
+
+
+def test_env_ids_and_spaces():
+    for env_id, twin in registry.IDS["gymnax"].items():
+        env = make_jax_env("gymnax", env_id)
+        if twin is not None:
+            g = gym.make(twin)
+            assert env.observation_space.shape == g.observation_space.shape, env_id
+            assert type(env.action_space) is type(g.action_space), env_id
+            assert env.max_episode_steps == g.spec.max_episode_steps, env_id
+        else:  # MinAtar: a 10 x 10 x C grid, flattened
+            assert env.observation_space.shape[0] % 100 == 0 and env.action_space.n >= 3
+
+
+def test_clear_errors_for_ids_backends_and_missing_extras(monkeypatch):
+    with pytest.raises(ConfigError, match="--backend gymnax has no environment "
+                                          "'HalfCheetah-v5'.*--backend gymnasium"):
+        TrainConfig(env_id="HalfCheetah-v5", backend="gymnax").validate()
+    with pytest.raises(ConfigError, match="provided by --backend gymnax"):
+        check_env_id("Breakout-MinAtar")
+    with pytest.raises(ConfigError, match="Did you mean 'CartPole-v1'"):
+        check_env_id("CartPol-v1", "gymnax")
+    monkeypatch.setitem(registry.MODULE, "gymnax", "no_such_module_xyz")
+    with pytest.raises(ConfigError, match=r"pip install 'mcpo\[gymnax\]'"):
+        TrainConfig(backend="gymnax").validate()
+
+
+# --------------------------------------------------------------------------------------------
+# The loop's pieces against the Gymnasium path's
+# --------------------------------------------------------------------------------------------
+def test_running_statistics_and_reward_scaling_match_the_gymnasium_path():
+    rng = np.random.default_rng(0)
+    obs_np, ret_np = RunningMeanStd((3,)), RunningMeanStd(())
+    obs_j, ret_j = stats_init((3,)), stats_init(())
+    vec = type("V", (), {"num_envs": 4, "obs_dim": 3,
+                         "single_action_space": gym.spaces.Discrete(2)})()
+    col = Collector(vec, None, num_steps=1, gamma=0.99, norm_obs=False, norm_reward=False,
+                    clip_obs=10.0, clip_reward=10.0)
+    disc = jnp.zeros(4)
+    for _ in range(300):
+        x = rng.normal(2.0, 3.0, (4, 3))
+        obs_np.update(x)
+        obs_j = stats_update(obs_j, jnp.asarray(x, jnp.float32))
+        r = rng.normal(-5.0, 4.0, 4)
+        want = col._scale_reward(r, ret_np)
+        got, disc, ret_j = scale_reward(jnp.asarray(r, jnp.float32), disc, ret_j, 0.99, 10.0)
+        np.testing.assert_allclose(got, want, rtol=2e-4, atol=1e-5)
+    np.testing.assert_allclose(obs_j.mean, obs_np.mean, rtol=1e-4)
+    np.testing.assert_allclose(obs_j.var, obs_np.var, rtol=1e-3)
+    np.testing.assert_allclose(ret_j.var, ret_np.var, rtol=1e-3)
+
+
+def test_episode_statistics_and_recent_100_match_a_deque():
+    cfg = TrainConfig(algo="ppo", **{**TINY, "num_envs": 60})
+    env = make_jax_env("gymnax", "Pendulum-v1")
+    loop = Loop(cfg, ALGOS["ppo"], make_policy(env.observation_space, env.action_space), env,
+                100)
+    rng = np.random.default_rng(1)
+    log = EpisodeLog(jnp.zeros(100), jnp.zeros((), jnp.int32))
+    ref = collections.deque(maxlen=100)
+    metrics = jax.jit(loop.episode_metrics)
+    for p in (0.0, 0.01, 0.3, 0.05):  # no episode, a few, > 100 in one iteration, some
+        done = rng.random((64, 60)) < p
+        ret = rng.normal(0, 100, (64, 60)).astype(np.float32)
+        length = rng.integers(1, 500, (64, 60)).astype(np.int32)
+        log, m = metrics(log, jnp.asarray(done), jnp.asarray(ret), jnp.asarray(length))
+        finished = ret[done]  # (t, env) order, as the Gymnasium path lists them
+        ref.extend(finished.tolist())
+        assert int(m["episodes"]) == done.sum() and int(m["episodes_total"]) == int(log.count)
+        if done.any():
+            np.testing.assert_allclose(m["ep_return_mean"], finished.mean(), rtol=1e-5)
+            assert float(m["ep_return_min"]) == finished.min()
+            np.testing.assert_allclose(m["ep_length_mean"], length[done].mean(), rtol=1e-6)
+        else:
+            assert math.isnan(float(m["ep_return_mean"]))
+        np.testing.assert_allclose(recent_in_order(jax.device_get(log)), list(ref), rtol=1e-6)
+        np.testing.assert_allclose(m["recent_return"], np.mean(ref) if ref else np.nan,
+                                   rtol=1e-5)
+
+
+@pytest.mark.parametrize("algo", list(ALGOS))
+def test_every_method_traces_inside_the_vmapped_jitted_loop(algo):
+    """Each method's own update runs inside the jitted, vmapped iteration as is (TRPO's line
+    search and CG are lax loops; nothing needs the host)."""
+    cfg = mcpo.make_config(algo, "Pendulum-v1", backend="gymnax", num_envs=2, num_steps=32,
+                           num_minibatches=2, update_epochs=1, total_timesteps=64)
+    env = make_jax_env("gymnax", "Pendulum-v1")
+    policy = make_policy(env.observation_space, env.action_space, cfg.hidden_sizes)
+    loop = Loop(cfg, ALGOS[algo], policy, env, 100)
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in (0, 1)])
+    state = jax.eval_shape(jax.vmap(loop.init), keys)
+    new, metrics = jax.eval_shape(jax.vmap(loop.iteration), state)
+    assert jax.tree.structure(new) == jax.tree.structure(state)
+    assert metrics["stats"]["value_loss"].shape == (2,)
+
+
+# --------------------------------------------------------------------------------------------
+# Seeds, resume, load and eval through the API and CLI
+# --------------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def group(tmp_path_factory):
+    """Seeds 1, 2, 3 of PPO on Pendulum trained as one group: 6 iterations, a snapshot at 3."""
+    root = tmp_path_factory.mktemp("group")
+    cfg = TrainConfig(algo="ppo", run_dir=str(root / "g"), total_timesteps=6 * 128,
+                      snapshots=2, **{**TINY, "eval_episodes": 2})
+    results = mcpo.train(cfg, seeds=[1, 2, 3])
+    return root, cfg, results
+
+
+def test_a_group_writes_one_ordinary_run_dir_per_seed(group):
+    root, _, results = group
+    assert [r.seed for r in results] == [1, 2, 3]
+    for r in results:
+        d = root / "g" / f"Pendulum-v1__ppo__{r.seed}"
+        assert r.run_dir == str(d) and r.complete and r.global_step == 6 * 128
+        for f in ("run.json", "config.json", "metrics.csv", "result.json",
+                  "checkpoints/latest.ckpt", "checkpoints/step_000000000384.ckpt"):
+            assert (d / f).is_file(), f
+        assert mcpo.TrainConfig.from_dict(json.loads((d / "config.json").read_text())).seed \
+            == r.seed
+        assert len(read_metrics(d / "metrics.csv")) == 6
+        assert not math.isnan(r.eval_return_mean)
+
+
+def test_vmapped_seeds_differ_and_each_matches_the_seed_trained_alone(group, tmp_path):
+    root, cfg, _ = group
+    runs = {s: _rows(root / "g" / f"Pendulum-v1__ppo__{s}") for s in (1, 2, 3)}
+    assert runs[1][0]["ep_return_mean"] != runs[2][0]["ep_return_mean"]
+    assert runs[2][-1]["policy_loss"] != runs[3][-1]["policy_loss"]
+    # the same compiled program (a group of 3), seeds in another order: bit-identical
+    mcpo.train(cfg.replace(run_dir=str(tmp_path / "p")), seeds=[3, 1, 2])
+    for s in (1, 2, 3):
+        np.testing.assert_equal(_rows(tmp_path / "p" / f"Pendulum-v1__ppo__{s}"), runs[s])
+    # seed 2 alone is another XLA program (batch 1 instead of 3): equal to float tolerance
+    # over the first iterations (rollouts diverge later, as any chaotic float computation)
+    alone = mcpo.train(cfg.replace(run_dir=str(tmp_path / "alone"), seed=2))
+    assert alone.seed == 2
+    rows = _rows(tmp_path / "alone")
+    for a, b in zip(rows[:2], runs[2][:2]):
+        for k in ("ep_return_mean", "policy_loss", "value_loss", "kl_old_new", "entropy"):
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-3, atol=1e-5, err_msg=k)
+
+
+def test_resume_of_a_vmapped_group_is_exact(group, tmp_path):
+    root, _, _ = group
+    names = [f"Pendulum-v1__ppo__{s}" for s in (1, 2, 3)]
+    copies = []
+    for c in ("a", "b"):
+        shutil.copytree(root / "g", tmp_path / c)
+        copies.append([tmp_path / c / n for n in names])
+    snap = "step_000000000384.ckpt"
+    res_a = mcpo.resume(copies[0], resume_from=snap)
+    res_b = mcpo.resume(copies[1], resume_from=snap)
+    for i, n in enumerate(names):
+        ref = _rows(root / "g" / n)
+        np.testing.assert_equal(_rows(copies[0][i]), ref)  # == the uninterrupted run
+        np.testing.assert_equal(_rows(copies[1][i]), ref)
+        assert res_a[i].eval_return_mean == res_b[i].eval_return_mean
+    # one run of the group also resumes alone (a group of one): close, not bit-identical
+    solo = mcpo.resume(copies[0][1], resume_from=snap)
+    assert solo.global_step == 6 * 128 and solo.seed == 2
+    np.testing.assert_allclose(_rows(copies[0][1])[3]["value_loss"],
+                               _rows(root / "g" / names[1])[3]["value_loss"], rtol=1e-3)
+
+
+def test_group_resume_refuses_runs_at_different_steps_or_configs(group, tmp_path):
+    root, _, _ = group
+    g = root / "g"
+    for s in (1, 2, 3):
+        shutil.copytree(g / f"Pendulum-v1__ppo__{s}", tmp_path / str(s))
+    ck = tmp_path / "2" / "checkpoints"
+    shutil.copyfile(ck / "step_000000000384.ckpt", ck / "latest.ckpt")  # seed 2 back at 384
+    with pytest.raises(ConfigError, match="different steps"):
+        mcpo.resume([tmp_path / "1", tmp_path / "2"])
+    conf = tmp_path / "3" / "config.json"
+    conf.write_text(conf.read_text().replace('"learning_rate": 0.0003',
+                                             '"learning_rate": 0.001'))
+    with pytest.raises(ConfigError, match="differ in learning_rate"):
+        mcpo.resume([tmp_path / "1", tmp_path / "3"])
+
+
+def test_load_and_eval_a_gymnax_run_on_gymnax_and_on_its_gymnasium_twin(group, capsys):
+    root, _, results = group
+    d = root / "g" / "Pendulum-v1__ppo__1"
+    agent = mcpo.load(d)
+    env = gym.make("Pendulum-v1")
+    obs, _ = env.reset(seed=0)
+    for _ in range(5):
+        a = agent.act(obs)
+        assert env.action_space.contains(a)
+        obs, *_ = env.step(a)
+    assert main(["eval", str(d), "--episodes", "3", "--deterministic"]) == 0
+    assert "over 3 episodes (deterministic, gymnax)" in capsys.readouterr().out
+    assert main(["eval", str(d), "--episodes", "2", "--backend", "gymnasium"]) == 0
+    assert "(stochastic, gymnasium)" in capsys.readouterr().out
+    assert main(["eval", str(d), "--video", "x.gif"]) == 2
+    assert "Gymnasium twin 'Pendulum-v1'" in capsys.readouterr().err
+
+
+def test_cli_seeds_and_refusals(tmp_path, capsys):
+    # the settings of the `group` fixture (one compiled program for both)
+    args = ["train", "--algo", "ppo", "--env-id", "Pendulum-v1", "--num-envs", "2",
+            "--num-steps", "64", "--num-minibatches", "2", "--update-epochs", "2",
+            "--no-progress", "--no-tensorboard", "--eval-episodes", "2",
+            "--total-timesteps", "768", "--snapshots", "2"]
+    assert main(args + ["--seeds", "0,1"]) == 2
+    assert "needs a pure-JAX backend" in capsys.readouterr().err
+    assert main(args + ["--backend", "gymnax", "--seeds", "4,4"]) == 2
+    assert "seed twice" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+    run = str(tmp_path / "s{seed}")
+    assert main(args + ["--backend", "gymnax", "--seeds", "5,6,7", "--run-dir", run]) == 0
+    out = capsys.readouterr().out
+    assert "Group: 3 runs" in out and (tmp_path / "s5" / "result.json").is_file()
+    assert main(["train", "--resume", str(tmp_path / "s5"), "--seeds", "1"]) == 2
+
+
+# --------------------------------------------------------------------------------------------
+# Learning: the same algorithm, env, seed and budget as tests/test_learning.py's Gymnasium runs
+# --------------------------------------------------------------------------------------------
+@pytest.mark.slow
+@pytest.mark.parametrize("algo", ["ppo", "mcpo"])
+def test_solves_cartpole_on_gymnax_within_the_gymnasium_budget(tmp_path, algo):
+    """tests/test_learning.py::test_learns_cartpole solves CartPole-v1 with these settings on
+    Gymnasium; the same criterion and budget here, on gymnax."""
+    cfg = TrainConfig(algo=algo, run_dir=str(tmp_path / "r"), progress=False,
+                      tensorboard=False, eval_episodes=10, seed=1, backend="gymnax",
+                      **CARTPOLE_QUICK)
+    result = mcpo.train(cfg)
+    rows = read_metrics(tmp_path / "r" / "metrics.csv")
+    assert rows[0]["ep_return_mean"] < 60  # starts near random
+    solved, why = cartpole_solved(result, rows)
+    assert solved, (algo, why)
+
+
+def test_a_nan_names_the_seed_and_the_checkpoints_kept(tmp_path):
+    cfgs = mcpo.api.group_configs(TrainConfig(algo="ppo", run_dir=str(tmp_path / "{seed}"),
+                                              total_timesteps=768, **TINY), [4, 5, 6])
+    runner = GroupRunner(cfgs)
+    ok = np.array([True, True, True])
+    finite = {"observations": ok, "rewards": ok}
+    runner._check_finite({"finite": finite, "stats": {"value_loss": np.array([0.5, 1.0, 2])}})
+    with pytest.raises(NonFiniteError, match=r"value_loss at iteration 1 .* of "
+                                             r".*5 \(seed 5\)\. The runs stopped; no "
+                                             r"checkpoint had been written"):
+        runner._check_finite({"finite": finite,
+                              "stats": {"value_loss": np.array([0.5, np.nan, 2])}})
+    runner.saved_iteration = 3
+    with pytest.raises(NonFiniteError, match=r"observations .* of .*4 \(seed 4\), .*6 "
+                                             r"\(seed 6\).*latest.ckpt of each run \(iteration 3\).*"
+                                             r"--resume .*4 .*5 .*6"):
+        runner._check_finite({"finite": {"observations": np.array([False, True, False]),
+                                         "rewards": ok}, "stats": {}})
+
+
+@pytest.mark.slow
+def test_a_signal_checkpoints_the_whole_group_and_the_group_resumes(tmp_path):
+    args = [sys.executable, "-m", "mcpo", "train", "--backend", "gymnax", "--algo", "ppo",
+            "--env-id", "Pendulum-v1", "--num-envs", "2", "--num-steps", "512",
+            "--num-minibatches", "8", "--update-epochs", "4", "--no-progress",
+            "--eval-episodes", "0", "--checkpoint-every", "50"]
+    total = 300 * 1024
+    proc = subprocess.Popen(args + ["--seeds", "1,2", "--run-dir", str(tmp_path / "s{seed}"),
+                                    "--total-timesteps", str(total)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    t0 = time.time()
+    while not ((tmp_path / "s1" / "metrics.csv").exists()
+               and len(read_metrics(tmp_path / "s1" / "metrics.csv")) >= 3):
+        assert proc.poll() is None and time.time() - t0 < 180, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 128 + signal.SIGTERM, err
+    assert "SIGTERM received: checkpoint written" in err and "Traceback" not in err
+    assert f"--resume {tmp_path / 's1'} {tmp_path / 's2'}" in err
+    done = []
+    for s in ("s1", "s2"):
+        _, meta = load_checkpoint(tmp_path / s / "checkpoints" / "latest.ckpt")
+        assert meta["iteration"] == len(read_metrics(tmp_path / s / "metrics.csv")) < 300
+        assert meta["lost_episodes"] == 0
+        done.append(meta["iteration"])
+    assert done[0] == done[1]
+    out = subprocess.run([sys.executable, "-m", "mcpo", "train", "--no-progress", "--resume",
+                          str(tmp_path / "s1"), str(tmp_path / "s2")],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    for s in ("s1", "s2"):
+        rows = read_metrics(tmp_path / s / "metrics.csv")
+        assert [int(r["iteration"]) for r in rows] == list(range(1, 301))
