@@ -39,13 +39,14 @@ from mcpo.envs import RunningMeanStd, env_family, make_vec_env, network_kind
 from mcpo.jaxenv.registry import is_jax_backend
 from mcpo.logger import MetricsLogger, check_metrics
 from mcpo.networks import make_policy
-from mcpo.rollout import Collector, Interrupted, make_prepare_batch
+from mcpo.rollout import Collector, Interrupted, episode_seed, make_prepare_batch
 from mcpo.rundir import (CKPT_DIR, CONFIG, LATEST, METRICS, RESULT, RunDir, check_new,
                          crossed_snapshot, find_checkpoint, snapshot_name)
 from mcpo.scores import atari_game, has_human_scores, human_normalized
 from mcpo.types import CheckpointError, ConfigError, MCPOError, NonFiniteError, StorageError
 
 RECENT_EPISODES = 100
+FINAL_EVAL = 0xE7A1  # tag of the final evaluation's test seeds (mcpo.rollout.episode_seed)
 
 
 class TrainingInterrupted(MCPOError):
@@ -504,7 +505,8 @@ class Trainer:
             for det in modes[cfg.eval_mode]:
                 try:
                     eps = run_episodes(self.agent(), cfg.env_id, cfg.eval_episodes,
-                                       seed=cfg.seed + 10_000, deterministic=det,
+                                       seed=episode_seed(cfg.seed, FINAL_EVAL),
+                                       deterministic=det,
                                        should_stop=self._should_stop)
                 except Interrupted:
                     raise TrainingInterrupted(

@@ -57,3 +57,19 @@ def test_load_specific_checkpoint_and_missing_one(run):
     mcpo.load(d, "latest.ckpt")
     with pytest.raises(mcpo.ConfigError, match="No checkpoint"):
         mcpo.load(d, "nope.ckpt")
+
+
+def test_final_evaluations_of_different_seeds_do_not_share_start_states():
+    """The final evaluation resets episode i with episode_seed(run seed, tag) + i: runs with
+    neighbouring seeds must not replay each other's start states (they did with seed + const)."""
+    from mcpo.rollout import episode_seed
+    from mcpo.trainer import FINAL_EVAL
+
+    episodes = 100
+    starts = [episode_seed(s, FINAL_EVAL) for s in range(20)]
+    blocks = [set(range(a, a + episodes)) for a in starts]
+    for i in range(20):
+        for j in range(i):
+            assert not blocks[i] & blocks[j], (i, j)
+    assert episode_seed(3, FINAL_EVAL) == episode_seed(3, FINAL_EVAL)  # reproducible
+    assert all(0 <= min(b) and max(b) < 2**32 for b in blocks)

@@ -381,3 +381,15 @@ def test_a_signal_checkpoints_the_whole_group_and_the_group_resumes(tmp_path):
     for s in ("s1", "s2"):
         rows = read_metrics(tmp_path / s / "metrics.csv")
         assert [int(r["iteration"]) for r in rows] == list(range(1, 301))
+
+
+def test_acktr_refuses_a_vmapped_group_before_writing_anything(tmp_path, capsys):
+    """ACKTR's eigh deadlocks XLA's CPU runtime when vmapped over seeds: a clear error (exit 2)
+    instead of a hang, and no run directory; one seed still trains on the backend."""
+    code = main(["train", "--backend", "gymnax", "--algo", "acktr", "--env-id", "Pendulum-v1",
+                 "--seeds", "1,2", "--total-timesteps", "512", "--no-progress",
+                 "--run-dir", str(tmp_path / "g" / "s{seed}")])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "--algo acktr cannot train several seeds" in err and "--seed" in err
+    assert not (tmp_path / "g").exists()

@@ -112,3 +112,18 @@ def test_plot_draws_any_logged_column_and_refuses_a_missing_one(tiny_sweep, tmp_
     err = capsys.readouterr().err
     assert "no column 'alpah'" in err and "'alpha'" in err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_flags_that_do_not_change_training_do_not_split_a_setting():
+    """Runs that differ only in where/how often they save or how they are evaluated (psi
+    evaluation included) are one setting; a training hyperparameter splits them."""
+    from mcpo.presets import make_config
+    from mcpo.report.runs import _label_from_config
+
+    a = make_config("mcpo", "Pendulum-v1", memory_size=40, eval_psi_every=10,
+                    eval_psi_episodes=10, seed=1, checkpoint_every=5)
+    b = make_config("mcpo", "Pendulum-v1", memory_size=40, eval_psi_every=20, seed=2,
+                    eval_mode="stochastic")
+    c = make_config("mcpo", "Pendulum-v1", memory_size=10, eval_psi_every=20, seed=2)
+    assert _label_from_config(a) == _label_from_config(b) == ("mcpo", "mcpo (memory_size=40)")
+    assert _label_from_config(c) == ("mcpo", "mcpo (memory_size=10)")

@@ -263,3 +263,67 @@ def test_a_run_directory_holding_another_config_is_left_alone(tmp_path):
     out = run_job(job_of(run, spec, None))
     assert out["status"] == "failed" and "another config (learning_rate" in out["error"]
     assert (Path(run.config.run_dir) / "config.json").read_bytes() == before
+
+
+GYMNAX_SPEC = """\
+name: gx
+seeds: [1, 2, 3]
+flags:
+  backend: gymnax
+  total_timesteps: 2048
+  num_steps: 512
+  num_minibatches: 4
+  update_epochs: 2
+  eval_episodes: 2
+  tensorboard: false
+envs:
+  CartPole-v1: {}
+methods:
+  PPO:
+    algo: ppo
+  MCPO:
+    algo: mcpo
+    seeds: [4]
+"""
+
+
+@pytest.mark.slow
+def test_a_gymnax_sweep_trains_the_seeds_of_a_setting_as_one_group(tmp_path):
+    """On a pure-JAX backend the seed axis is one vmapped group job: the runs come out as
+    ordinary run directories recorded as one group, with the same metrics as
+    `mcpo train --backend gymnax --seeds 1,2,3` (the same compiled program); a re-run skips."""
+    pytest.importorskip("gymnax")
+    spec = tmp_path / "gx.yaml"
+    spec.write_text(GYMNAX_SPEC)
+    out = tmp_path / "sweep"
+    r = subprocess.run(sweep_cmd(spec, out), env=sweep_env(), capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    runs = sorted(d for d in out.iterdir() if (d / "run.json").is_file())
+    runs = [d for d in runs if read_config_seed(d) != 4]  # MCPO's lone seed: a single job
+    assert len(runs) == 3 and all((d / "result.json").is_file() for d in runs)
+    groups = [[e for e in json.loads((d / "run.json").read_text())["history"]
+               if e["event"] == "group"] for d in runs]
+    assert all(len(g) == 1 and g[0]["seeds"] == [1, 2, 3] for g in groups), groups
+    alone = tmp_path / "alone"
+    assert main(["train", "--backend", "gymnax", "--algo", "ppo", "--env-id", "CartPole-v1",
+                 "--seeds", "1,2,3", "--total-timesteps", "2048", "--num-steps", "512",
+                 "--num-minibatches", "4", "--update-epochs", "2", "--eval-episodes", "2",
+                 "--no-tensorboard", "--no-progress", "--run-dir", str(alone / "s{seed}")]) == 0
+    timing = {"wall_time", "sps", "rollout_time", "update_time"}
+    for d, seed in zip(sorted(runs, key=lambda d: read_config_seed(d)), (1, 2, 3)):
+        a, b = read_metrics(d / "metrics.csv"), read_metrics(alone / f"s{seed}" / "metrics.csv")
+        assert len(a) == len(b) == 4
+        for ra, rb in zip(a, b):
+            assert same(ra, timing) == same(rb, timing)
+    again = subprocess.run(sweep_cmd(spec, out), env=sweep_env(), capture_output=True,
+                           text=True, timeout=600)
+    assert again.returncode == 0 and "4 skipped" in again.stdout, again.stdout + again.stderr
+
+
+def same(row: dict, leave_out: set) -> dict:
+    return {k: None if math.isnan(v) else v for k, v in row.items() if k not in leave_out}
+
+
+def read_config_seed(d: Path) -> int:
+    return json.loads((d / "config.json").read_text())["seed"]

@@ -29,7 +29,7 @@ import time
 import numpy as np
 
 from mcpo.envs import make_env
-from mcpo.rollout import play_episodes
+from mcpo.rollout import episode_seed, play_episodes
 
 POLICIES = ("psi", "old", "theta")
 COLUMNS = tuple(f"eval_{p}_return_{m}" for p in POLICIES for m in ("det", "stoch")) \
@@ -38,7 +38,7 @@ COLUMNS = tuple(f"eval_{p}_return_{m}" for p in POLICIES for m in ("det", "stoch
 
 def eval_seed(seed: int, iteration: int) -> int:
     """The first test episode's seed for (run seed, iteration); apart from training's streams."""
-    return int(np.random.SeedSequence([seed, iteration, 0x9517]).generate_state(1)[0] >> 1)
+    return episode_seed(seed, iteration, 0x9517)
 
 
 class PsiEvaluation:

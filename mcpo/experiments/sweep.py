@@ -3,6 +3,7 @@ view; re-running the same command skips finished runs and resumes unfinished one
 
 from __future__ import annotations
 
+import json
 import platform
 import signal
 import socket
@@ -16,6 +17,8 @@ from mcpo.experiments.backends import LocalPool, RayPool, usable_cores
 from mcpo.experiments.progress import Progress, duration
 from mcpo.experiments.spec import Run, Spec
 from mcpo.experiments.sweepdir import SweepDir, check_out, now
+from mcpo.jaxenv.registry import is_jax_backend
+from mcpo.jaxenv.runner import vmappable
 from mcpo.rundir import RESULT, mcpo_version, find_checkpoint, is_run_dir, snapshots
 from mcpo.types import CheckpointError, ConfigError
 
@@ -67,6 +70,39 @@ def run_state(run: Run) -> str:
 def job_of(run: Run, spec: Spec, track: dict | None) -> dict:
     return {"name": run.name, "run_dir": run.config.run_dir, "config": run.config.to_dict(),
             "command": run.train_command(), "imports": list(spec.imports), "track": track}
+
+
+def group_seeds(jobs: list[dict], new: set[str]) -> list[dict]:
+    """On a pure-JAX backend the new runs of one setting (configs equal but for seed and run
+    directory) become one group job, trained together in one process (vmapped); runs that
+    already have a directory (resumable or started) stay single jobs and continue alone.
+    W&B tracking keeps every run single (one W&B run per process), as do methods that cannot
+    be vmapped (mcpo.jaxenv.runner.NOT_VMAPPABLE)."""
+    out, groups = [], {}
+    for job in jobs:
+        cfg = job["config"]
+        if (job["name"] not in new or job.get("track") or not is_jax_backend(cfg["backend"])
+                or not vmappable(cfg["algo"])):
+            out.append(job)
+            continue
+        key = json.dumps({k: v for k, v in cfg.items() if k not in ("seed", "run_dir")},
+                         sort_keys=True)
+        if key not in groups:
+            groups[key] = {"name": job["name"], "members": [], "command": job["command"],
+                           "imports": job["imports"], "track": None}
+            out.append(groups[key])
+        groups[key]["members"].append(job)
+    for g in groups.values():  # provenance: the train command of the whole group
+        cmd = list(g["command"])
+        if "--seed" in cmd:
+            i = cmd.index("--seed")
+            cmd[i:i + 2] = ["--seeds", ",".join(str(m["config"]["seed"]) for m in g["members"])]
+        g["command"] = cmd
+    return [j["members"][0] if "members" in j and len(j["members"]) == 1 else j for j in out]
+
+
+def members(job: dict) -> list[dict]:
+    return job.get("members") or [job]
 
 
 def make_backend(backend: str, workers: int | None, address: str | None, log_path):
@@ -125,16 +161,24 @@ def run_sweep(spec: Spec, out: Path | str, *, backend: str = "local",
                 sd.data["runs"][r.name]["status"] = "done"
             else:
                 jobs.append(job_of(r, spec, track))
+        jobs = group_seeds(jobs, {r.name for r in spec.runs if run_state(r) == "new"})
         sd.save()
 
         def on_start(job):
-            rec = sd.data["runs"][job["name"]]
-            rec["status"] = "running"
-            rec["attempts"].append({"started": now()})
+            for m in members(job):
+                rec = sd.data["runs"][m["name"]]
+                rec["status"] = "running"
+                rec["attempts"].append({"started": now()})
+                progress.started(m)
             sd.save()
-            progress.started(job)
 
         def on_done(job, outcome):
+            if "members" in job:  # a group: each member's outcome (or the group's for all)
+                outs = outcome.get("members") or [{**outcome, "name": m["name"]}
+                                                  for m in job["members"]]
+                for m, o in zip(job["members"], outs):
+                    on_done(m, o)
+                return
             rec = sd.data["runs"][job["name"]]
             st = outcome["status"]
             rec["status"] = {"done": "done", "skipped": "done", "interrupted": "interrupted"}\

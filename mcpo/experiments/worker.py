@@ -9,6 +9,10 @@ A job is JSON: {"name", "run_dir", "config" (TrainConfig.to_dict()), "command", 
 An outcome is JSON: {"name", "status": done | skipped | failed | interrupted | busy,
 "how": new | resumed | skipped, "exit_code", "error", "steps" (env steps trained now),
 "wall_time" (s), "host", "final_return"}.
+
+A group job (pure-JAX backends: the seeds of one setting trained together, vmapped, in one
+process) is {"name" (its first run's), "members": [jobs], "command", "imports",
+"parent_pid"}; its outcome is {"name", "status", "members": [outcomes, one per member]}.
 """
 
 from __future__ import annotations
@@ -26,7 +30,8 @@ from mcpo.checkpoint import atomic_write_bytes
 from mcpo.config import TrainConfig
 from mcpo.rundir import ERROR, RESULT, find_checkpoint, is_run_dir, read_config, snapshots
 from mcpo.tracking import WandbCallback
-from mcpo.trainer import Callback, TrainingInterrupted, resume, train
+from mcpo.api import resume, train, train_group_configs
+from mcpo.trainer import Callback, TrainingInterrupted
 from mcpo.types import CheckpointError, MCPOError, RunDirBusy
 
 # One thread per worker: the pool runs one process per core, so intra-op threads only fight
@@ -99,6 +104,8 @@ def _write_error(run_dir: Path, text: str) -> None:
 
 
 def run_job(job: dict) -> dict:
+    if "members" in job:
+        return run_group_job(job)
     t0 = time.time()
     run_dir = Path(job["run_dir"])
     out = {"name": job["name"], "status": "failed", "how": "new", "exit_code": 1,
@@ -160,6 +167,53 @@ def run_job(job: dict) -> dict:
         _write_error(run_dir, f"{time.strftime('%Y-%m-%d %H:%M:%S')} on {out['host']}, exit "
                               f"code {out['exit_code']}\n{out['error']}\n")
     return out
+
+
+def run_group_job(job: dict) -> dict:
+    """Train the member runs (new ones: no run directory yet, one config but for the seed)
+    together in this process: one compiled, vmapped program, each run its own directory.
+    A failure before training started fails every member; their outcomes share the group's
+    wall time, and each member's steps are its own."""
+    t0 = time.time()
+    members = job["members"]
+    outs = [{"name": m["name"], "status": "failed", "how": "new", "exit_code": 1,
+             "error": None, "steps": 0, "wall_time": 0.0, "host": socket.gethostname(),
+             "final_return": None} for m in members]
+    counter = StepCounter()
+    callbacks: list = [counter]
+    try:
+        for mod in job.get("imports") or ():
+            importlib.import_module(mod)
+        cfgs = [TrainConfig.from_dict(m["config"], strict=True) for m in members]
+        for m in members:
+            if is_run_dir(Path(m["run_dir"])):
+                raise MCPOError(f"{m['run_dir']} exists: a group job trains new runs only "
+                                f"(the sweep resumes existing ones one by one).")
+        if job.get("parent_pid"):
+            callbacks.append(StopWhenOrphaned(job["parent_pid"]))
+        results = train_group_configs(cfgs, callbacks=callbacks, command=job.get("command"))
+        for o, r in zip(outs, results):
+            o.update(status="done" if r.complete else "interrupted",
+                     exit_code=0 if r.complete else 1, final_return=r.final_return)
+    except (RunDirBusy, TrainingInterrupted, MCPOError) as e:
+        status = {RunDirBusy: "busy", TrainingInterrupted: "interrupted"}.get(type(e), "failed")
+        for o in outs:
+            o.update(status=status, exit_code=e.exit_code, error=str(e))
+    except Exception as e:  # noqa: BLE001 - a worker reports, the sweep goes on
+        for o in outs:
+            o.update(status="failed", exit_code=1,
+                     error=f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+    for o, m in zip(outs, members):
+        o["steps"] = counter.steps
+        o["wall_time"] = time.time() - t0
+        if o["status"] == "failed" and is_run_dir(Path(m["run_dir"])):
+            _write_error(Path(m["run_dir"]), f"{time.strftime('%Y-%m-%d %H:%M:%S')} on "
+                                             f"{o['host']}, exit code {o['exit_code']}\n"
+                                             f"{o['error']}\n")
+    failed = [o for o in outs if o["status"] != "done"]
+    return {"name": job["name"], "status": failed[0]["status"] if failed else "done",
+            "exit_code": failed[0]["exit_code"] if failed else 0,
+            "error": failed[0]["error"] if failed else None, "members": outs}
 
 
 def _redirect_output(log: Path) -> None:

@@ -64,6 +64,18 @@ EPISODE_COLUMNS = ("episodes", "episodes_total", "ep_return_mean", "ep_return_mi
 _SEP = ", "
 
 
+# Methods whose update cannot run vmapped over seeds here: ACKTR's eigendecompositions
+# (jnp.linalg.eigh of the K-FAC factors) deadlock XLA's CPU runtime when the iteration is
+# vmapped over 2+ seeds (jax/jaxlib 0.10.2: every thread waits on a futex at 0% CPU, no
+# iteration finishes); one seed runs. Measured 2026-12-02; re-test on a jax upgrade.
+NOT_VMAPPABLE = {"acktr": "its K-FAC eigendecompositions deadlock XLA's CPU runtime when "
+                          "vmapped over seeds"}
+
+
+def vmappable(algo: str) -> bool:
+    return algo not in NOT_VMAPPABLE
+
+
 def check_group(cfgs: Sequence[TrainConfig]) -> None:
     """ConfigError unless the configs can train as one vmapped group: a JAX backend, the same
     settings but seed and run directory, distinct seeds and run directories."""
@@ -74,6 +86,10 @@ def check_group(cfgs: Sequence[TrainConfig]) -> None:
         raise ConfigError(f"Training several seeds in one process needs a pure-JAX backend "
                           f"(--backend gymnax); --backend {first.backend} trains one seed per "
                           f"process.")
+    if len(cfgs) > 1 and not vmappable(first.algo):
+        raise ConfigError(f"--algo {first.algo} cannot train several seeds in one process: "
+                          f"{NOT_VMAPPABLE[first.algo]}. Train its seeds one at a time "
+                          f"(--seed N, or --seeds with one seed), or use --backend gymnasium.")
     base = {k: v for k, v in first.to_dict().items() if k not in _PER_SEED}
     for c in cfgs[1:]:
         d = {k: v for k, v in c.to_dict().items() if k not in _PER_SEED}

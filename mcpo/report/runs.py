@@ -39,8 +39,11 @@ FINAL_DOC = ("**Final performance** = the mean return of a run's last 100 traini
              "best checkpoint's human-normalized score, the best logged "
              "`human_normalized_return` over training. Tables use finished runs only.")
 # Training settings that do not make a run a different method (for runs outside a sweep).
-_BOOKKEEPING = {"seed", "run_dir", "progress", "tensorboard", "eval_episodes", "snapshots",
-                "checkpoint_every", "total_timesteps", "vec_env"}
+# flags that do not change what is trained (where, how often saved, how evaluated, shown), so
+# runs that differ only in them are one setting
+_BOOKKEEPING = {"seed", "run_dir", "progress", "tensorboard", "eval_episodes", "eval_mode",
+                "snapshots", "checkpoint_every", "total_timesteps", "vec_env",
+                "eval_psi_every", "eval_psi_episodes"}
 MAX_DEPTH = 3
 
 
