@@ -49,6 +49,9 @@ ENVPOOL = "envpool"
 BACKENDS = ("gymnasium", ENVPOOL) + JAX_BACKENDS
 # Families envpool is used for (the same ids, preprocessing configured to match ours).
 ENVPOOL_FAMILIES = ("classic", "box2d", "mujoco", "minigrid", "atari")
+# What the Gymnasium twin of a family needs (an envpool run is evaluated on it): (module, extra).
+_TWIN_MODULE = {"box2d": ("Box2D", "box2d"), "mujoco": ("mujoco", "mujoco"),
+                "atari": ("ale_py", "atari"), "minigrid": ("minigrid", "minigrid")}
 
 # Packages that register extra env ids on import, and the extra that installs them.
 _REGISTERING_MODULES = ("minigrid", "ale_py")
@@ -153,6 +156,11 @@ def check_envpool_id(env_id: str) -> None:
                           "checkout, pip install -e \".[envpool]\"); or train with --backend "
                           "gymnasium.") from None
     fam = env_family(env_id)
+    twin = _TWIN_MODULE.get(fam)
+    if twin is not None and not _importable(twin[0]):  # caught now, not after training
+        raise ConfigError(f"--backend envpool evaluates on the Gymnasium twin of {env_id!r}, "
+                          f"which needs the {twin[0]!r} package (not installed). Fix: pip "
+                          f"install 'mcpo[envpool,{twin[1]}]'.")
     if fam not in ENVPOOL_FAMILIES or envpool_id(env_id) not in envpool.list_all_envs():
         raise ConfigError(f"--backend envpool has no environment {env_id!r} (envpool "
                           f"{getattr(envpool, '__version__', '?')} lacks it, or mcpo does not "

@@ -145,6 +145,13 @@ def test_an_id_envpool_lacks_names_the_gymnasium_backend():
                  "--run-dir", "/nonexistent/never-written"]) == 2
 
 
+def test_a_missing_gymnasium_twin_is_caught_before_training(monkeypatch):
+    # BipedalWalker runs on envpool without Box2D, but its evaluation needs Gymnasium's twin
+    monkeypatch.setitem(sys.modules, "Box2D", None)
+    with pytest.raises(ConfigError, match=r"pip install 'mcpo\[envpool,box2d\]'"):
+        check_env_id("BipedalWalker-v3", "envpool")
+
+
 @pytest.mark.slow
 def test_missing_envpool_extra_names_the_install_command(tmp_path):
     code = ("import sys; sys.modules['envpool'] = None\n"
