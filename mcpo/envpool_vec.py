@@ -35,6 +35,12 @@ _ATARI = dict(noop_max=30, frame_skip=4, stack_num=4, img_height=84, img_width=8
               reward_clip=False, zero_discount_on_life_loss=False)
 
 
+def envpool_seed(seed: int) -> int:
+    """envpool takes int32 seeds; `mcpo.envs.env_seeds` draws uint32 ones: fold them into
+    [0, 2**31 - 1) (distinct seeds may rarely coincide; the stream is envpool's own anyway)."""
+    return int(seed) % (2**31 - 1)
+
+
 def pool_kwargs(env_id: str) -> dict:
     """The envpool settings that make `env_id` behave as our Gymnasium backend's env."""
     return dict(_ATARI) if env_family(env_id) == "atari" else {}
@@ -72,7 +78,7 @@ class EnvPoolVecEnv:
 
         n = self.num_envs
         return envpool.make_gymnasium(envpool_id(self.env_id), num_envs=n, batch_size=n,
-                                      env_seed=[int(s) for s in seeds],
+                                      env_seed=[envpool_seed(s) for s in seeds],
                                       **{**pool_kwargs(self.env_id), **self.overrides})
 
     def _obs(self, o, info) -> np.ndarray:

@@ -69,6 +69,18 @@ def test_halfcheetah_same_transitions_for_a_fixed_action_sequence():
         b.close()
 
 
+def test_uint32_run_seeds_are_accepted_and_reproducible():
+    # env_seeds draws uint32 seeds; envpool wants int32 ones (the adapter folds them)
+    env = EnvPoolVecEnv("CartPole-v1", 2)
+    try:
+        big = [2**32 - 5, 2553177708]
+        a = env.reset(big)
+        np.testing.assert_array_equal(a, env.reset(big))
+        assert not np.array_equal(a, env.reset([1, 2]))
+    finally:
+        env.close()
+
+
 def test_truncation_keeps_the_final_obs_and_never_yields_the_reset_step():
     # envpool autoresets on the next step (reward 0, action ignored); the adapter resets at
     # once instead, so every step returned is a real transition (same-step autoreset).
