@@ -65,7 +65,9 @@ class TrainConfig:
     clip_reward: float = param(10.0, "Clip scaled rewards to [-c, c].", low=0.0, low_open=True,
                                high=1e6)
     backend: str = param("gymnasium", "Environment backend: 'gymnasium' (default: Gymnasium "
-                         "envs stepped on the host) or 'gymnax' (pure-JAX envs, the whole "
+                         "envs stepped on the host), 'envpool' (envpool's C++ pool, same ids "
+                         "and preprocessing, evaluated on the Gymnasium twin; pip install "
+                         "'mcpo[envpool]') or 'gymnax' (pure-JAX envs, the whole "
                          "training loop jitted, --seeds vmapped in one process; pip install "
                          "'mcpo[gymnax]').", choices=BACKENDS)
     vec_env: str = param("sync", "Vector env: 'sync' (in-process, fastest for cheap envs) or "

@@ -42,9 +42,16 @@ import numpy as np
 from mcpo.jaxenv.registry import JAX_BACKENDS, backends_with, check_jax_env_id, install_hint
 from mcpo.types import ConfigError
 
-# Environment backends a run can use (TrainConfig.backend); the pure-JAX ones are in
-# mcpo.jaxenv (their whole training loop runs in JAX).
-BACKENDS = ("gymnasium",) + JAX_BACKENDS
+# Environment backends a run can use (TrainConfig.backend): the host-side ones step their envs
+# in the Gymnasium trainer (envpool: mcpo.envpool_vec); the pure-JAX ones are in mcpo.jaxenv
+# (their whole training loop runs in JAX).
+ENVPOOL = "envpool"
+BACKENDS = ("gymnasium", ENVPOOL) + JAX_BACKENDS
+# Families envpool is used for (the same ids, preprocessing configured to match ours).
+ENVPOOL_FAMILIES = ("classic", "box2d", "mujoco", "minigrid", "atari")
+# What the Gymnasium twin of a family needs (an envpool run is evaluated on it): (module, extra).
+_TWIN_MODULE = {"box2d": ("Box2D", "box2d"), "mujoco": ("mujoco", "mujoco"),
+                "atari": ("ale_py", "atari"), "minigrid": ("minigrid", "minigrid")}
 
 # Packages that register extra env ids on import, and the extra that installs them.
 _REGISTERING_MODULES = ("minigrid", "ale_py")
@@ -105,6 +112,8 @@ def check_env_id(env_id: str, backend: str = "gymnasium") -> None:
     that has it)."""
     if backend in JAX_BACKENDS:
         return check_jax_env_id(backend, env_id)
+    if backend == ENVPOOL:
+        return check_envpool_id(env_id)
     if not isinstance(env_id, str) or not env_id:
         raise ConfigError(f"--env-id must be a Gymnasium environment id; got {env_id!r}.")
     if env_id in gym.registry:
@@ -128,6 +137,35 @@ def check_env_id(env_id: str, backend: str = "gymnasium") -> None:
     hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
     raise ConfigError(f"Unknown environment id {env_id!r}.{hint} Ids are Gymnasium's "
                       f"registered ids, e.g. 'Pendulum-v1', 'CartPole-v1', 'HalfCheetah-v5'.")
+
+
+def envpool_id(env_id: str) -> str:
+    """envpool's name of a Gymnasium id (its Atari ids have no 'ALE/' prefix)."""
+    return env_id[len("ALE/"):] if env_id.startswith("ALE/") else env_id
+
+
+def check_envpool_id(env_id: str) -> None:
+    """ConfigError unless envpool is installed and has `env_id`. The Gymnasium twin must exist
+    too: an envpool run is evaluated (and loaded, and filmed) on it (docs/design.md §3)."""
+    check_env_id(env_id)
+    try:
+        import envpool  # optional extra: mcpo[envpool]
+    except ImportError:
+        raise ConfigError("--backend envpool needs the 'envpool' package, which is not "
+                          "installed. Fix: pip install 'mcpo[envpool]' (or, from a source "
+                          "checkout, pip install -e \".[envpool]\"); or train with --backend "
+                          "gymnasium.") from None
+    fam = env_family(env_id)
+    twin = _TWIN_MODULE.get(fam)
+    if twin is not None and not _importable(twin[0]):  # caught now, not after training
+        raise ConfigError(f"--backend envpool evaluates on the Gymnasium twin of {env_id!r}, "
+                          f"which needs the {twin[0]!r} package (not installed). Fix: pip "
+                          f"install 'mcpo[envpool,{twin[1]}]'.")
+    if fam not in ENVPOOL_FAMILIES or envpool_id(env_id) not in envpool.list_all_envs():
+        raise ConfigError(f"--backend envpool has no environment {env_id!r} (envpool "
+                          f"{getattr(envpool, '__version__', '?')} lacks it, or mcpo does not "
+                          f"use envpool for its family, {fam!r}). Train it with --backend "
+                          f"gymnasium (the default), which runs every Gymnasium id.")
 
 
 def make_env(env_id: str, render_mode: str | None = None, training: bool = False) -> gym.Env:

@@ -35,7 +35,8 @@ from mcpo.algos.common import finite_leaves, learning_rate_at
 from mcpo.checkpoint import (CHECKPOINT_FORMAT, atomic_write_bytes, check_checkpoint_meta,
                              flatten, load_checkpoint, restore, save_checkpoint)
 from mcpo.config import TrainConfig
-from mcpo.envs import RunningMeanStd, env_family, make_vec_env, network_kind
+from mcpo.envpool_vec import make_backend_vec_env
+from mcpo.envs import RunningMeanStd, env_family, network_kind
 from mcpo.jaxenv.registry import is_jax_backend
 from mcpo.logger import MetricsLogger, check_metrics
 from mcpo.networks import make_policy
@@ -240,7 +241,7 @@ class Trainer:
                               f"and `mcpo train` choose it); mcpo.trainer.Trainer is the "
                               f"Gymnasium loop.")
         self.spec = ALGOS[cfg.algo]
-        self.vec = make_vec_env(cfg.env_id, cfg.num_envs, cfg.vec_env)
+        self.vec = make_backend_vec_env(cfg.env_id, cfg.num_envs, cfg.backend, cfg.vec_env)
         try:
             if cfg.norm_obs and self.vec.obs_dtype != np.float32:
                 raise ConfigError(

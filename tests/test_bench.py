@@ -40,6 +40,21 @@ def test_bench_runs_every_system_and_reports(tmp_path, capsys):
     assert data["summary"]["ratios"]["ppo/env|Pendulum-v1"]["n"] == 2
 
 
+def test_bench_measures_ours_on_the_envpool_backend(tmp_path, capsys):
+    pytest.importorskip("envpool")
+    out = tmp_path / "bench.json"
+    assert main(["bench", *TINY, "--systems", "env", "ppo", "--backend", "envpool",
+                 "--json", str(out)]) == 0
+    assert "ours on the envpool backend" in capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["settings"]["backend"] == "envpool"
+    assert {x["system"] for x in data["samples"]} == {"env", "ppo"}
+    # an id envpool lacks is a clear error before anything runs
+    assert main(["bench", *TINY[2:], "--env-ids", "MiniGrid-MultiRoom-N4-S5-v1",
+                 "--systems", "env", "--backend", "envpool"]) == 2
+    assert "--backend envpool has no environment" in capsys.readouterr().err
+
+
 def test_missing_sb3_is_a_note_not_a_failure(monkeypatch, capsys):
     monkeypatch.setattr(mcpo.bench.runner, "sb3_unavailable",
                         lambda: "stable-baselines3 is not installed (test)")

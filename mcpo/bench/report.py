@@ -45,7 +45,8 @@ def format_report(res: BenchResult) -> str:
         f"machine: {m['cpu']}, {m['usable_cpus']} usable of {m['cpus']} CPUs, load average "
         f"(1, 5, 15 min) {m.get('loadavg_start')} at start, {m.get('loadavg_end')} at end",
         "versions: " + ", ".join(f"{k} {val}" for k, val in m["versions"].items() if val),
-        f"setting: num_envs {s.num_envs}, num_steps {s.num_steps}, {s.update_epochs} epochs x "
+        f"setting: ours on the {s.backend} backend (SB3 on Gymnasium's envs), "
+        f"num_envs {s.num_envs}, num_steps {s.num_steps}, {s.update_epochs} epochs x "
         f"{s.num_minibatches} minibatches of {s.minibatch_size}, "
         f"{'x'.join(map(str, s.hidden_sizes))} tanh actor and critic, observation and reward "
         f"normalization",

@@ -17,16 +17,18 @@ from pathlib import Path
 from mcpo.bench.report import format_report
 from mcpo.bench.results import BenchResult, Build, Sample
 from mcpo.bench.sb3 import sb3_unavailable
-from mcpo.bench.settings import DEFAULT_ENVS, FULL, QUICK, SYSTEMS, Settings
+from mcpo.bench.settings import DEFAULT_ENVS, FULL, HOST_BACKENDS, QUICK, SYSTEMS, Settings
 from mcpo.bench.systems import BUILD
-from mcpo.envs import make_env
+from mcpo.envs import check_env_id, make_env
 from mcpo.trainer import enable_compile_cache
 from mcpo.types import EXIT_BAD_INPUT, ConfigError, parse_int
 
-def env_unavailable(env_id: str) -> str | None:
-    """None when the env can be made; else why not (a missing optional dependency)."""
+def env_unavailable(env_id: str, backend: str = "gymnasium") -> str | None:
+    """None when the env can be made (on `backend` too); else why not (a missing optional
+    dependency, an id the backend lacks)."""
     try:
         make_env(env_id).close()
+        check_env_id(env_id, backend)
     except ConfigError as e:
         return str(e)
     return None
@@ -45,8 +47,8 @@ def machine_info() -> dict:
     except AttributeError:
         usable = os.cpu_count()
     versions = {}
-    for pkg in ("mcpo", "jax", "jaxlib", "optax", "numpy", "gymnasium", "mujoco", "torch",
-                "stable-baselines3"):
+    for pkg in ("mcpo", "jax", "jaxlib", "optax", "numpy", "gymnasium", "mujoco", "envpool",
+                "torch", "stable-baselines3"):
         try:
             versions[pkg] = importlib.metadata.version(pkg)
         except importlib.metadata.PackageNotFoundError:
@@ -70,7 +72,7 @@ def run(s: Settings, *, log=None) -> BenchResult:
     notes = []
     envs = []
     for env_id in s.env_ids:
-        why = env_unavailable(env_id)
+        why = env_unavailable(env_id, s.backend)
         if why:
             notes.append(f"{env_id} skipped: {why}")
         else:
@@ -174,6 +176,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    f"--quick: {QUICK['sb3_iterations']})")
     p.add_argument("--systems", nargs="+", choices=SYSTEMS, default=list(SYSTEMS),
                    help="what to measure (default: all)")
+    p.add_argument("--backend", choices=HOST_BACKENDS, default="gymnasium",
+                   help="whose vector env our env/rollout/ppo/mcpo systems step: Gymnasium's "
+                   "(default) or envpool's (pip install 'mcpo[envpool]'); SB3 always steps "
+                   "Gymnasium's")
     p.add_argument("--seed", type=_INT, default=1, help="seed (default: 1)")
     p.add_argument("--sb3-threads", type=_INT, default=1,
                    help="torch threads for SB3; 0 keeps torch's default, one per core "
@@ -201,7 +207,8 @@ def settings_from_args(ns: argparse.Namespace) -> Settings:
                     iterations=pick("iterations"), sb3_iterations=pick("sb3_iterations"),
                     memory_size=ns.memory_size, seed=ns.seed,
                     systems=tuple(x for x in SYSTEMS if x in ns.systems),  # canonical order
-                    sb3_threads=ns.sb3_threads, compile_cache=ns.compile_cache)
+                    sb3_threads=ns.sb3_threads, compile_cache=ns.compile_cache,
+                    backend=ns.backend)
 
 
 def run_from_args(ns: argparse.Namespace) -> int:

@@ -7,8 +7,10 @@ from dataclasses import dataclass
 from mcpo.algos.common import MAX_OPTIMIZER_STEPS
 from mcpo.algos.mcpo import MCPOConfig
 from mcpo.config import MAX_BATCH, TrainConfig
+from mcpo.envs import ENVPOOL
 from mcpo.types import MAX_TIMESTEPS, SEED_MAX, ConfigError, check_fields, param
 
+HOST_BACKENDS = ("gymnasium", ENVPOOL)  # what `mcpo bench --backend` can measure ours on
 SYSTEMS = ("env", "rollout", "ppo", "mcpo", "sb3-ppo")
 DEFAULT_ENVS = ("Pendulum-v1", "HalfCheetah-v5")
 # Per env: (rounds, our iterations per round, SB3 iterations per round). Full: ~4 min with SB3
@@ -39,6 +41,7 @@ class Settings:
     sb3_threads: int = param(1, "torch threads for SB3 (0: torch's default)", low=0,
                              high=1024)
     compile_cache: bool = False
+    backend: str = "gymnasium"  # whose vector env ours step (SB3 always steps Gymnasium's)
     hidden_sizes: tuple[int, ...] = (64, 64)
 
     @property
@@ -61,7 +64,8 @@ class Settings:
             algo=algo, env_id=env_id, total_timesteps=n_iter * self.batch_size,
             seed=self.seed, num_envs=self.num_envs, num_steps=self.num_steps,
             update_epochs=self.update_epochs, num_minibatches=self.num_minibatches,
-            hidden_sizes=self.hidden_sizes, run_dir=run_dir, snapshots=0, eval_episodes=0,
+            hidden_sizes=self.hidden_sizes, run_dir=run_dir, backend=self.backend,
+            snapshots=0, eval_episodes=0,
             progress=False,
             algo_config=MCPOConfig(memory_size=self.memory_size) if algo == "mcpo" else None)
 
@@ -76,6 +80,9 @@ class Settings:
                 f"of {n_iter:,} iterations ({steps:.3g} env steps, {updates:.3g} optimizer "
                 f"steps), more than a run may take ({MAX_TIMESTEPS:.0e} steps, "
                 f"{MAX_OPTIMIZER_STEPS:,} optimizer steps).")
+        if self.backend not in HOST_BACKENDS:
+            raise ConfigError(f"--backend must be one of {', '.join(HOST_BACKENDS)} (the "
+                              f"host-side backends); got {self.backend!r}.")
         if not self.env_ids:
             raise ConfigError("--env-ids needs at least one env id.")
         if not self.systems:

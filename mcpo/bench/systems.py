@@ -14,7 +14,8 @@ import numpy as np
 
 from mcpo.bench.sb3 import SB3
 from mcpo.bench.settings import TURN_TIMEOUT, Settings
-from mcpo.envs import env_seeds, make_vec_env, network_kind
+from mcpo.envpool_vec import make_backend_vec_env
+from mcpo.envs import env_seeds, network_kind
 from mcpo.networks import make_policy
 from mcpo.rollout import Collector
 from mcpo.trainer import Callback, Trainer
@@ -24,7 +25,7 @@ class EnvOnly:
 
     def __init__(self, s: "Settings", env_id: str, workdir: Path):
         self.s = s
-        self.vec = make_vec_env(env_id, s.num_envs, "sync")
+        self.vec = make_backend_vec_env(env_id, s.num_envs, s.backend)
         self.vec.reset(env_seeds(s.seed, 0, s.num_envs))
         self.rng = np.random.default_rng([s.seed, 7])
 
@@ -58,7 +59,7 @@ class RolloutOnly:
     def __init__(self, s: "Settings", env_id: str, workdir: Path):
         cfg = s.train_config("ppo", env_id)
         self.np, self.seed, self.it = np, s.seed, 0
-        self.vec = make_vec_env(env_id, s.num_envs, "sync")
+        self.vec = make_backend_vec_env(env_id, s.num_envs, s.backend)
         space = self.vec.single_observation_space
         policy = make_policy(space, self.vec.single_action_space, s.hidden_sizes,
                              network_kind(env_id, space))
