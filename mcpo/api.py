@@ -67,18 +67,6 @@ def train(config: TrainConfig | None = None, *, seeds: Sequence[int] | None = No
     return results[0] if seeds is None else results
 
 
-def train_group_configs(configs: Sequence[TrainConfig], *, overwrite: bool = False,
-                        callbacks: Sequence[Callback] = (),
-                        command: list[str] | None = None) -> list[RunResult]:
-    """Train runs that differ only in seed and run directory together (one vmapped program)
-    on their pure-JAX backend; each keeps the run directory its config names."""
-    configs = list(configs)
-    if not configs or not all(is_jax_backend(c.backend) for c in configs):
-        raise ConfigError("A group of runs needs a pure-JAX backend (--backend gymnax) for "
-                          "every run.")
-    return train_group(configs, overwrite=overwrite, callbacks=callbacks, command=command)
-
-
 def resume(run_dir, total_timesteps: int | None = None, *, resume_from: str | None = None,
            progress: bool | None = None, callbacks: Sequence[Callback] = ()):
     """Continue a run (a RunResult); `run_dir` a list of run directories of one pure-JAX

@@ -81,11 +81,15 @@ class EnvPoolVecEnv:
                                       env_seed=[envpool_seed(s) for s in seeds],
                                       **{**pool_kwargs(self.env_id), **self.overrides})
 
-    def _obs(self, o, info) -> np.ndarray:
-        """Observations in env-id order, in the harness' layout."""
+    def _layout(self, o) -> np.ndarray:
+        """envpool's observations in the harness' layout (MiniGrid packed, dtype, shape)."""
         if self.family == "minigrid":
             o = pack_minigrid_obs(o)
-        o = np.asarray(o, self.obs_dtype).reshape((-1,) + self.obs_shape)
+        return np.asarray(o, self.obs_dtype).reshape((-1,) + self.obs_shape)
+
+    def _obs(self, o, info) -> np.ndarray:
+        """Observations in env-id order, in the harness' layout."""
+        o = self._layout(o)
         ids = np.asarray(info["env_id"])
         if len(ids) == self.num_envs and not np.array_equal(ids, self._ids):
             out = np.empty_like(o)
@@ -124,9 +128,7 @@ class EnvPoolVecEnv:
             final_obs[idx] = obs[idx]
             o2, info2 = self.pool.reset(idx.astype(np.int32))
             got = np.asarray(info2["env_id"])
-            if self.family == "minigrid":
-                o2 = pack_minigrid_obs(o2)
-            obs[got] = np.asarray(o2, self.obs_dtype).reshape((-1,) + self.obs_shape)
+            obs[got] = self._layout(o2)
             if self.atari_signals:
                 self._lives[got] = info2["lives"]
         return VecStep(obs, rew, term, trunc, final_obs, score, ended)

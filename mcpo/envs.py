@@ -49,9 +49,6 @@ ENVPOOL = "envpool"
 BACKENDS = ("gymnasium", ENVPOOL) + JAX_BACKENDS
 # Families envpool is used for (the same ids, preprocessing configured to match ours).
 ENVPOOL_FAMILIES = ("classic", "box2d", "mujoco", "minigrid", "atari")
-# What the Gymnasium twin of a family needs (an envpool run is evaluated on it): (module, extra).
-_TWIN_MODULE = {"box2d": ("Box2D", "box2d"), "mujoco": ("mujoco", "mujoco"),
-                "atari": ("ale_py", "atari"), "minigrid": ("minigrid", "minigrid")}
 
 # Packages that register extra env ids on import, and the extra that installs them.
 _REGISTERING_MODULES = ("minigrid", "ale_py")
@@ -59,8 +56,10 @@ _EXTRA_FOR_DEPENDENCY = {"box2d": "box2d", "Box2D": "box2d", "mujoco": "mujoco",
                          "pygame": "video", "imageio": "video", "ale_py": "atari",
                          "ale-py": "atari", "cv2": "atari", "opencv": "atari",
                          "minigrid": "minigrid"}
-# Families whose ids are registered by an optional package: (package to import, extra).
-_FAMILY_PACKAGE = {"minigrid": ("minigrid", "minigrid"), "atari": ("ale_py", "atari")}
+# Families whose Gymnasium envs need an optional package: (package to import, extra). MiniGrid's
+# and Atari's ids are registered by theirs; Box2D's and MuJoCo's by Gymnasium itself.
+_FAMILY_PACKAGE = {"box2d": ("Box2D", "box2d"), "mujoco": ("mujoco", "mujoco"),
+                   "minigrid": ("minigrid", "minigrid"), "atari": ("ale_py", "atari")}
 
 # Env families (the unit of the training presets, mcpo.presets): by the registered entry
 # point's package, or by the id's prefix when the package that registers it is missing.
@@ -156,7 +155,7 @@ def check_envpool_id(env_id: str) -> None:
                           "checkout, pip install -e \".[envpool]\"); or train with --backend "
                           "gymnasium.") from None
     fam = env_family(env_id)
-    twin = _TWIN_MODULE.get(fam)
+    twin = _FAMILY_PACKAGE.get(fam)  # the Gymnasium twin's package
     if twin is not None and not _importable(twin[0]):  # caught now, not after training
         raise ConfigError(f"--backend envpool evaluates on the Gymnasium twin of {env_id!r}, "
                           f"which needs the {twin[0]!r} package (not installed). Fix: pip "

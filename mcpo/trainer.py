@@ -539,8 +539,7 @@ class Trainer:
             eval_sampled_success_rate=sm_succ if minigrid else nan,
             final_hns=hns(final_return), eval_hns=hns(ev_mean))
         if complete:
-            atomic_write_bytes(self.run_dir / RESULT,
-                               (json.dumps(result.to_dict(), indent=2) + "\n").encode())
+            write_result(self.run_dir, result)
         return result
 
     def close(self) -> None:
@@ -658,6 +657,12 @@ def resumed_config(cfg: TrainConfig, total_timesteps: int | None, progress: bool
     if progress is not None:
         new = new.replace(progress=progress)
     return new.validate()
+
+
+def write_result(run_dir: Path, result: RunResult) -> None:
+    """A finished run's result.json (what `recorded_result` and reports read)."""
+    atomic_write_bytes(Path(run_dir) / RESULT,
+                       (json.dumps(result.to_dict(), indent=2) + "\n").encode())
 
 
 def recorded_result(run_dir: Path, cfg: TrainConfig, new: TrainConfig, done: int,

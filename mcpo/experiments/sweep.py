@@ -18,7 +18,7 @@ from mcpo.experiments.progress import Progress, duration
 from mcpo.experiments.spec import Run, Spec
 from mcpo.experiments.sweepdir import SweepDir, check_out, now
 from mcpo.jaxenv.registry import is_jax_backend
-from mcpo.jaxenv.runner import vmappable
+from mcpo.jaxenv.runner import PER_SEED, vmappable
 from mcpo.rundir import RESULT, mcpo_version, find_checkpoint, is_run_dir, snapshots
 from mcpo.types import CheckpointError, ConfigError
 
@@ -85,8 +85,7 @@ def group_seeds(jobs: list[dict], new: set[str]) -> list[dict]:
                 or not vmappable(cfg["algo"])):
             out.append(job)
             continue
-        key = json.dumps({k: v for k, v in cfg.items() if k not in ("seed", "run_dir")},
-                         sort_keys=True)
+        key = json.dumps({k: v for k, v in cfg.items() if k not in PER_SEED}, sort_keys=True)
         if key not in groups:
             groups[key] = {"name": job["name"], "members": [], "command": job["command"],
                            "imports": job["imports"], "track": None}
@@ -153,15 +152,18 @@ def run_sweep(spec: Spec, out: Path | str, *, backend: str = "local",
             rec.update(r.describe())
             rec.setdefault("status", "pending")
         progress = Progress(spec.name, len(spec.runs), spec.total_timesteps, stream)
-        jobs = []
+        jobs, new = [], set()
         for r in spec.runs:
-            if run_state(r) == "finished":
+            state = run_state(r)
+            if state == "finished":
                 summary.skipped += 1
                 progress.skipped(None, r.total_timesteps)
                 sd.data["runs"][r.name]["status"] = "done"
             else:
                 jobs.append(job_of(r, spec, track))
-        jobs = group_seeds(jobs, {r.name for r in spec.runs if run_state(r) == "new"})
+                if state == "new":
+                    new.add(r.name)
+        jobs = group_seeds(jobs, new)
         sd.save()
 
         def on_start(job):

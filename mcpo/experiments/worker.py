@@ -30,7 +30,8 @@ from mcpo.checkpoint import atomic_write_bytes
 from mcpo.config import TrainConfig
 from mcpo.rundir import ERROR, RESULT, find_checkpoint, is_run_dir, read_config, snapshots
 from mcpo.tracking import WandbCallback
-from mcpo.api import resume, train, train_group_configs
+from mcpo.api import resume, train
+from mcpo.jaxenv.runner import train_group
 from mcpo.trainer import Callback, TrainingInterrupted
 from mcpo.types import CheckpointError, MCPOError, RunDirBusy
 
@@ -103,14 +104,42 @@ def _write_error(run_dir: Path, text: str) -> None:
         pass  # the outcome still carries the error
 
 
+def _new_outcome(name: str) -> dict:
+    return {"name": name, "status": "failed", "how": "new", "exit_code": 1, "error": None,
+            "steps": 0, "wall_time": 0.0, "host": socket.gethostname(), "final_return": None}
+
+
+def _trained(result) -> dict:
+    """An outcome's fields from a RunResult."""
+    return dict(status="done" if result.complete else "interrupted",
+                exit_code=0 if result.complete else 1, final_return=result.final_return)
+
+
+def _failure(e: BaseException) -> dict:
+    """An outcome's fields for an exception: busy, interrupted or failed."""
+    if isinstance(e, RunDirBusy):
+        return dict(status="busy", exit_code=e.exit_code, error=str(e))
+    if isinstance(e, TrainingInterrupted):
+        return dict(status="interrupted", exit_code=e.exit_code, error=str(e))
+    if isinstance(e, MCPOError):
+        return dict(status="failed", exit_code=e.exit_code, error=str(e))
+    return dict(status="failed", exit_code=1,
+                error=f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+
+
+def _record_failure(run_dir: Path, out: dict) -> None:
+    """A failed run's error, in its run directory (if it got one)."""
+    if out["status"] == "failed" and is_run_dir(run_dir):
+        _write_error(run_dir, f"{time.strftime('%Y-%m-%d %H:%M:%S')} on {out['host']}, exit "
+                              f"code {out['exit_code']}\n{out['error']}\n")
+
+
 def run_job(job: dict) -> dict:
     if "members" in job:
         return run_group_job(job)
     t0 = time.time()
     run_dir = Path(job["run_dir"])
-    out = {"name": job["name"], "status": "failed", "how": "new", "exit_code": 1,
-           "error": None, "steps": 0, "wall_time": 0.0, "host": socket.gethostname(),
-           "final_return": None}
+    out = _new_outcome(job["name"])
     counter = StepCounter()
     callbacks: list = [counter]
     tracker = None
@@ -145,71 +174,47 @@ def run_job(job: dict) -> dict:
         else:  # new, or a run directory that stopped before its first checkpoint
             result = train(cfg, overwrite=is_run_dir(run_dir), callbacks=callbacks,
                            command=job.get("command"))
-        out.update(status="done" if result.complete else "interrupted",
-                   exit_code=0 if result.complete else 1, final_return=result.final_return)
+        out.update(_trained(result))
         if result.complete:
             (run_dir / ERROR).unlink(missing_ok=True)
-    except RunDirBusy as e:
-        out.update(status="busy", exit_code=e.exit_code, error=str(e))
-    except TrainingInterrupted as e:
-        out.update(status="interrupted", exit_code=e.exit_code, error=str(e))
-    except MCPOError as e:
-        out.update(status="failed", exit_code=e.exit_code, error=str(e))
     except Exception as e:  # noqa: BLE001 - a worker reports, the sweep goes on
-        out.update(status="failed", exit_code=1,
-                   error=f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+        out.update(_failure(e))
     finally:
         if tracker is not None:
             tracker.finish(0 if out["status"] == "done" else 1)
         out["steps"] = counter.steps
         out["wall_time"] = time.time() - t0
-    if out["status"] == "failed" and is_run_dir(run_dir):
-        _write_error(run_dir, f"{time.strftime('%Y-%m-%d %H:%M:%S')} on {out['host']}, exit "
-                              f"code {out['exit_code']}\n{out['error']}\n")
+    _record_failure(run_dir, out)
     return out
 
 
 def run_group_job(job: dict) -> dict:
-    """Train the member runs (new ones: no run directory yet, one config but for the seed)
-    together in this process: one compiled, vmapped program, each run its own directory.
-    A failure before training started fails every member; their outcomes share the group's
-    wall time, and each member's steps are its own."""
+    """Train the member runs (new ones, one config but for the seed; `train_group` refuses
+    existing run directories before creating any) together in this process: one compiled,
+    vmapped program, each run its own directory. A failure fails every member; their
+    outcomes share the group's wall time, and each member's steps are its own."""
     t0 = time.time()
     members = job["members"]
-    outs = [{"name": m["name"], "status": "failed", "how": "new", "exit_code": 1,
-             "error": None, "steps": 0, "wall_time": 0.0, "host": socket.gethostname(),
-             "final_return": None} for m in members]
+    outs = [_new_outcome(m["name"]) for m in members]
     counter = StepCounter()
     callbacks: list = [counter]
     try:
         for mod in job.get("imports") or ():
             importlib.import_module(mod)
         cfgs = [TrainConfig.from_dict(m["config"], strict=True) for m in members]
-        for m in members:
-            if is_run_dir(Path(m["run_dir"])):
-                raise MCPOError(f"{m['run_dir']} exists: a group job trains new runs only "
-                                f"(the sweep resumes existing ones one by one).")
         if job.get("parent_pid"):
             callbacks.append(StopWhenOrphaned(job["parent_pid"]))
-        results = train_group_configs(cfgs, callbacks=callbacks, command=job.get("command"))
+        results = train_group(cfgs, callbacks=callbacks, command=job.get("command"))
         for o, r in zip(outs, results):
-            o.update(status="done" if r.complete else "interrupted",
-                     exit_code=0 if r.complete else 1, final_return=r.final_return)
-    except (RunDirBusy, TrainingInterrupted, MCPOError) as e:
-        status = {RunDirBusy: "busy", TrainingInterrupted: "interrupted"}.get(type(e), "failed")
-        for o in outs:
-            o.update(status=status, exit_code=e.exit_code, error=str(e))
+            o.update(_trained(r))
     except Exception as e:  # noqa: BLE001 - a worker reports, the sweep goes on
+        fields = _failure(e)
         for o in outs:
-            o.update(status="failed", exit_code=1,
-                     error=f"{type(e).__name__}: {e}\n{traceback.format_exc()}")
+            o.update(fields)
     for o, m in zip(outs, members):
         o["steps"] = counter.steps
         o["wall_time"] = time.time() - t0
-        if o["status"] == "failed" and is_run_dir(Path(m["run_dir"])):
-            _write_error(Path(m["run_dir"]), f"{time.strftime('%Y-%m-%d %H:%M:%S')} on "
-                                             f"{o['host']}, exit code {o['exit_code']}\n"
-                                             f"{o['error']}\n")
+        _record_failure(Path(m["run_dir"]), o)
     failed = [o for o in outs if o["status"] != "done"]
     return {"name": job["name"], "status": failed[0]["status"] if failed else "done",
             "exit_code": failed[0]["exit_code"] if failed else 0,

@@ -25,7 +25,6 @@ Resuming (docs/design.md §8):
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import signal
 import time
@@ -39,8 +38,7 @@ from tqdm import tqdm
 
 from mcpo.algos import ALGOS
 from mcpo.algos.common import learning_rate_at
-from mcpo.checkpoint import atomic_write_bytes, flatten, load_checkpoint, restore, \
-    save_checkpoint
+from mcpo.checkpoint import flatten, load_checkpoint, restore, save_checkpoint
 from mcpo.config import TrainConfig
 from mcpo.jaxenv.evaluate import make_evaluate
 from mcpo.jaxenv.loop import Loop, LoopState, recent_in_order
@@ -48,16 +46,16 @@ from mcpo.jaxenv.registry import is_jax_backend, make_jax_env
 from mcpo.jaxenv.running import from_state_dict, to_state_dict
 from mcpo.logger import MetricsLogger
 from mcpo.networks import make_policy
-from mcpo.rundir import (CKPT_DIR, LATEST, RESULT, RunDir, check_new, crossed_snapshot,
+from mcpo.rundir import (CKPT_DIR, LATEST, RunDir, check_new, crossed_snapshot,
                          find_checkpoint, snapshot_name)
 from mcpo.trainer import (CHECKPOINT_FORMAT, RECENT_EPISODES, Callback, RunResult,
                           TrainingInterrupted, check_checkpoint_meta, checkpoint_note,
                           enable_compile_cache, install_stop_handlers, record_resume,
-                          recorded_result, resumed_config)
+                          recorded_result, resumed_config, write_result)
 from mcpo.types import CheckpointError, ConfigError, NonFiniteError
 
-EVAL_STREAM = 10_000  # fold_in constant of the final evaluation's key (Gymnasium: seed + 10000)
-_PER_SEED = ("seed", "run_dir")  # what may differ between the configs of one group
+EVAL_STREAM = 10_000  # fold_in constant of the final evaluation's key (its own stream per seed)
+PER_SEED = ("seed", "run_dir")  # what may differ between the configs of one group
 # metrics.csv's episode columns, in the Gymnasium backend's order
 EPISODE_COLUMNS = ("episodes", "episodes_total", "ep_return_mean", "ep_return_min",
                    "ep_return_max", "ep_length_mean", "recent_return")
@@ -90,9 +88,9 @@ def check_group(cfgs: Sequence[TrainConfig]) -> None:
         raise ConfigError(f"--algo {first.algo} cannot train several seeds in one process: "
                           f"{NOT_VMAPPABLE[first.algo]}. Train its seeds one at a time "
                           f"(--seed N, or --seeds with one seed), or use --backend gymnasium.")
-    base = {k: v for k, v in first.to_dict().items() if k not in _PER_SEED}
+    base = {k: v for k, v in first.to_dict().items() if k not in PER_SEED}
     for c in cfgs[1:]:
-        d = {k: v for k, v in c.to_dict().items() if k not in _PER_SEED}
+        d = {k: v for k, v in c.to_dict().items() if k not in PER_SEED}
         diff = sorted(k for k in set(base) | set(d) if base.get(k) != d.get(k))
         if diff:
             raise ConfigError(f"Runs {first.run_dir} and {c.run_dir} cannot train as one "
@@ -380,8 +378,7 @@ class GroupRunner:
                 eval_return_mean=float(np.mean(rets[i])), eval_return_std=float(np.std(rets[i])),
                 sps=sps, wall_time=self.wall_time[i], complete=complete)
             if complete:
-                atomic_write_bytes(d / RESULT,
-                                   (json.dumps(result.to_dict(), indent=2) + "\n").encode())
+                write_result(d, result)
             results.append(result)
         return results
 
