@@ -5,6 +5,7 @@ import io
 import json
 import math
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from mcpo.experiments import parse_spec
 from mcpo.experiments.progress import Progress
 from mcpo.experiments.sweep import job_of
 from mcpo.experiments.sweepdir import SweepDir
-from mcpo.experiments.worker import run_job
+from mcpo.experiments.worker import run_job, worker_env
 from mcpo.logger import last_metrics_row, read_metrics
 from mcpo.rundir import RunDir
 from mcpo.presets import experiments as experiment_presets
@@ -306,10 +307,16 @@ def test_a_gymnax_sweep_trains_the_seeds_of_a_setting_as_one_group(tmp_path):
                if e["event"] == "group"] for d in runs]
     assert all(len(g) == 1 and g[0]["seeds"] == [1, 2, 3] for g in groups), groups
     alone = tmp_path / "alone"
-    assert main(["train", "--backend", "gymnax", "--algo", "ppo", "--env-id", "CartPole-v1",
-                 "--seeds", "1,2,3", "--total-timesteps", "2048", "--num-steps", "512",
-                 "--num-minibatches", "4", "--update-epochs", "2", "--eval-episodes", "2",
-                 "--no-tensorboard", "--no-progress", "--run-dir", str(alone / "s{seed}")]) == 0
+    # in a process with the sweep workers' thread settings (XLA flags), so both sides compile
+    # (or load from the compile cache) the same program
+    r = subprocess.run([sys.executable, "-m", "mcpo", "train", "--backend", "gymnax", "--algo",
+                        "ppo", "--env-id", "CartPole-v1", "--seeds", "1,2,3",
+                        "--total-timesteps", "2048", "--num-steps", "512",
+                        "--num-minibatches", "4", "--update-epochs", "2", "--eval-episodes",
+                        "2", "--no-tensorboard", "--no-progress", "--run-dir",
+                        str(alone / "s{seed}")], env=worker_env(sweep_env()),
+                       capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
     timing = {"wall_time", "sps", "rollout_time", "update_time"}
     for d, seed in zip(sorted(runs, key=lambda d: read_config_seed(d)), (1, 2, 3)):
         a, b = read_metrics(d / "metrics.csv"), read_metrics(alone / f"s{seed}" / "metrics.csv")
