@@ -121,12 +121,13 @@ def load(run_dir, checkpoint: str | None = None) -> Agent:
     if is_jax_backend(cfg.backend):  # the spaces of the env it trained on (flat observations)
         jenv = make_jax_env(cfg.backend, cfg.env_id)
         obs_space, act_space = jenv.observation_space, jenv.action_space
+        kind = jenv.network_kind
     else:
         env = make_env(cfg.env_id)
         obs_space, act_space = env.observation_space, env.action_space
         env.close()
-    policy = make_policy(obs_space, act_space, cfg.hidden_sizes,
-                         network_kind(cfg.env_id, obs_space))
+        kind = network_kind(cfg.env_id, obs_space)
+    policy = make_policy(obs_space, act_space, cfg.hidden_sizes, kind)
     template = jax.eval_shape(policy.init, jax.random.PRNGKey(0))["actor"]
     actor = restore(template, arrays, "state.params['actor']", str(path))
     rms = None
@@ -147,7 +148,7 @@ def run_episodes(agent: Agent, env_id: str, episodes: int, seed: int = 0,
 
     `backend`: whose env runs the episodes; by default the one the agent trained on. An agent
     of a pure-JAX backend runs on that backend's env (all episodes at once, in JAX; no video;
-    the episodes carry their returns only: length 0, no success) or, with
+    the episodes carry their returns and successes, length 0) or, with
     backend='gymnasium', on the Gymnasium twin of its env id."""
     if backend is None:
         cfg = getattr(agent, "config", None)  # anything with seed() and act() will do
@@ -160,9 +161,9 @@ def run_episodes(agent: Agent, env_id: str, episodes: int, seed: int = 0,
             raise ConfigError(f"--video: {backend} environments have no renderer; {how}.")
         rms = agent.obs_rms
         stats = None if rms is None else from_state_dict(rms.state_dict())
-        rets = evaluate_episodes(make_jax_env(backend, env_id), agent.policy, agent.actor,
-                                 stats, agent.clip_obs, episodes, seed, deterministic)
-        return [Episode(r, 0, False) for r in rets]
+        eps = evaluate_episodes(make_jax_env(backend, env_id), agent.policy, agent.actor,
+                                stats, agent.clip_obs, episodes, seed, deterministic)
+        return [Episode(r, 0, succ) for r, succ in eps]
     if video:
         check_video_path(video)
     env = make_env(env_id, render_mode="rgb_array" if video else None)

@@ -67,9 +67,11 @@ class TrainConfig:
     backend: str = param("gymnasium", "Environment backend: 'gymnasium' (default: Gymnasium "
                          "envs stepped on the host), 'envpool' (envpool's C++ pool, same ids "
                          "and preprocessing, evaluated on the Gymnasium twin; pip install "
-                         "'mcpo[envpool]') or 'gymnax' (pure-JAX envs, the whole "
+                         "'mcpo[envpool]'), 'gymnax' (pure-JAX envs, the whole "
                          "training loop jitted, --seeds vmapped in one process; pip install "
-                         "'mcpo[gymnax]').", choices=BACKENDS)
+                         "'mcpo[gymnax]') or 'xminigrid' (MiniGrid tasks in pure JAX, ids "
+                         "such as MiniGrid-Unlock; pip install 'mcpo[xminigrid]').",
+                         choices=BACKENDS)
     vec_env: str = param("sync", "Vector env: 'sync' (in-process, fastest for cheap envs) or "
                          "'async' (one subprocess per env).", choices=("sync", "async"))
     run_dir: str = param("", "Run directory; empty means runs/<env>__<algo>__<seed>__<time>.")

@@ -301,7 +301,7 @@ def _cnn_mode(policy: NatureCNNActorCritic, actor, obs):
     return jnp.argmax(out, axis=-1)
 
 
-NETWORKS = ("mlp", "minigrid", "nature-cnn")
+NETWORKS = ("mlp", "minigrid", "xminigrid", "nature-cnn")
 
 
 def make_policy(obs_space, action_space, hidden_sizes=(64, 64), kind: str = "mlp"):
@@ -316,5 +316,8 @@ def make_policy(obs_space, action_space, hidden_sizes=(64, 64), kind: str = "mlp
         return NatureCNNActorCritic(tuple(int(x) for x in obs_space.shape), dist)
     if kind == "minigrid":
         enc = MiniGridOneHot(cells=(int(np.prod(obs_space.shape)) - 1) // 3)
+        return MLPActorCritic(enc.dim, dist, tuple(hidden_sizes), enc)
+    if kind == "xminigrid":  # mcpo.jaxenv.xminigrid_env: (tile, colour) per cell, direction
+        enc = MiniGridOneHot(cells=(int(np.prod(obs_space.shape)) - 1) // 2, sizes=(13, 12))
         return MLPActorCritic(enc.dim, dist, tuple(hidden_sizes), enc)
     return MLPActorCritic(int(np.prod(obs_space.shape)), dist, tuple(hidden_sizes))

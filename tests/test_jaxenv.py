@@ -144,22 +144,37 @@ def test_running_statistics_and_reward_scaling_match_the_gymnasium_path():
     np.testing.assert_allclose(ret_j.var, ret_np.var, rtol=1e-3)
 
 
-def test_episode_statistics_and_recent_100_match_a_deque():
+@pytest.mark.parametrize("success", [False, True])
+def test_episode_statistics_and_recent_100_match_a_deque(success):
+    """...and, with success=True (MiniGrid tasks), the success rate of the iteration's
+    episodes and of the last 100."""
     cfg = TrainConfig(algo="ppo", **{**TINY, "num_envs": 60})
     env = make_jax_env("gymnax", "Pendulum-v1")
     loop = Loop(cfg, ALGOS["ppo"], make_policy(env.observation_space, env.action_space), env,
-                100)
+                100, success=success)
     rng = np.random.default_rng(1)
-    log = EpisodeLog(jnp.zeros(100), jnp.zeros((), jnp.int32))
+    log = EpisodeLog(jnp.zeros(100), jnp.zeros((), jnp.int32),
+                     jnp.zeros(100, bool) if success else None)
     ref = collections.deque(maxlen=100)
+    ref_success = collections.deque(maxlen=100)
     metrics = jax.jit(loop.episode_metrics)
     for p in (0.0, 0.01, 0.3, 0.05):  # no episode, a few, > 100 in one iteration, some
         done = rng.random((64, 60)) < p
         ret = rng.normal(0, 100, (64, 60)).astype(np.float32)
         length = rng.integers(1, 500, (64, 60)).astype(np.int32)
-        log, m = metrics(log, jnp.asarray(done), jnp.asarray(ret), jnp.asarray(length))
+        succ = rng.random((64, 60)) < 0.3  # only where done counts
+        log, m = metrics(log, jnp.asarray(done), jnp.asarray(ret), jnp.asarray(length),
+                         jnp.asarray(succ))
         finished = ret[done]  # (t, env) order, as the Gymnasium path lists them
         ref.extend(finished.tolist())
+        ref_success.extend(succ[done].tolist())
+        assert ("success_rate" in m) == success
+        if success:
+            assert recent_in_order(jax.device_get(log), "success") == list(ref_success)
+            np.testing.assert_allclose(m["recent_success"],
+                                       np.mean(ref_success) if ref_success else np.nan)
+            np.testing.assert_allclose(m["success_rate"],
+                                       succ[done].mean() if done.any() else np.nan, rtol=1e-6)
         assert int(m["episodes"]) == done.sum() and int(m["episodes_total"]) == int(log.count)
         if done.any():
             np.testing.assert_allclose(m["ep_return_mean"], finished.mean(), rtol=1e-5)

@@ -77,12 +77,12 @@ def group_seeds(jobs: list[dict], new: set[str]) -> list[dict]:
     directory) become one group job, trained together in one process (vmapped); runs that
     already have a directory (resumable or started) stay single jobs and continue alone.
     W&B tracking keeps every run single (one W&B run per process), as do methods that cannot
-    be vmapped (mcpo.jaxenv.runner.NOT_VMAPPABLE)."""
+    be vmapped (mcpo.jaxenv.runner.NOT_VMAPPABLE, BACKEND_NOT_VMAPPABLE)."""
     out, groups = [], {}
     for job in jobs:
         cfg = job["config"]
         if (job["name"] not in new or job.get("track") or not is_jax_backend(cfg["backend"])
-                or not vmappable(cfg["algo"])):
+                or not vmappable(cfg["algo"], cfg["backend"])):
             out.append(job)
             continue
         key = json.dumps({k: v for k, v in cfg.items() if k not in PER_SEED}, sort_keys=True)

@@ -3,7 +3,8 @@
 The training loop (`mcpo.jaxenv.loop`) never sees a library's own API: it sees one
 environment instance through `JaxEnv`, vmaps it over the `num_envs` envs of a run and over the
 seeds of a group, and jits the whole iteration. gymnax (`mcpo.jaxenv.gymnax_env`) is the first
-implementation; a second library (next: xminigrid) plugs in by providing the same things:
+implementation, xminigrid (`mcpo.jaxenv.xminigrid_env`) the second; a library plugs in by
+providing the same things:
 
 * `env_id`, the id users give (`--env-id`); the library's ids and their Gymnasium twins are
   listed in `mcpo.jaxenv.registry` (so ids are checked, and clear errors given, without
@@ -12,6 +13,8 @@ implementation; a second library (next: xminigrid) plugs in by providing the sam
   `mcpo.load` and `Agent.act` are built from them): a flat `Box` observation (float32, the
   library's observation reshaped to a vector: the MLP networks take vectors) and a `Box` or
   `Discrete` action.
+* `network_kind`: which `mcpo.networks.make_policy` network reads these observations ("mlp",
+  the default; "xminigrid": one-hot (tile, colour) cells + direction).
 * `max_episode_steps`: the time limit (truncation) of an episode; the evaluation loop runs
   episodes as a scan of this length.
 * `reset(key) -> (obs, state)` and `step(key, state, action) -> JaxStep`, pure functions of
@@ -35,6 +38,13 @@ import abc
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
+
+
+def strong(tree):
+    """The same pytree with every leaf a strongly typed array (libraries reset with Python
+    scalars, whose weak types would change the scan carry's type after the first step)."""
+    return jax.tree.map(lambda x: jnp.asarray(x).astype(jnp.asarray(x).dtype), tree)
 
 
 class JaxStep(NamedTuple):
@@ -55,6 +65,7 @@ class JaxEnv(abc.ABC):
     observation_space: Any  # gymnasium.spaces.Box (flat, float32)
     action_space: Any       # gymnasium.spaces.Box or gymnasium.spaces.Discrete
     max_episode_steps: int
+    network_kind: str = "mlp"  # mcpo.networks.make_policy's kind for these observations
 
     @property
     def obs_dim(self) -> int:

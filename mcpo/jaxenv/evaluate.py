@@ -16,8 +16,9 @@ from mcpo.jaxenv.running import RunningStats, normalize
 
 
 def make_evaluate(env: JaxEnv, policy, clip_obs: float, episodes: int, deterministic: bool):
-    """-> run(actor, obs_rms | None, key) -> (episodes,) raw returns, for one policy (pure;
-    vmap it over seeds)."""
+    """-> run(actor, obs_rms | None, key) -> ((episodes,) raw returns, (episodes,) successes:
+    the episode terminated with a positive reward), for one policy (pure; vmap it over
+    seeds)."""
     box = isinstance(env.action_space, gym.spaces.Box)
     if box:
         low = jnp.asarray(env.action_space.low, jnp.float32)
@@ -28,7 +29,7 @@ def make_evaluate(env: JaxEnv, policy, clip_obs: float, episodes: int, determini
         obs, state = env.reset(k_reset)
 
         def body(c, k):
-            state, obs, total, alive = c
+            state, obs, total, alive, success = c
             k_act, k_env = jax.random.split(k)
             dist = policy.dist_params(actor, normalize(obs, obs_rms, clip_obs))
             action = (policy.dist.mode(dist) if deterministic
@@ -37,13 +38,14 @@ def make_evaluate(env: JaxEnv, policy, clip_obs: float, episodes: int, determini
                 action = jnp.clip(action, low, high)
             out = env.step(k_env, state, action)
             total = total + jnp.where(alive, out.reward, 0.0)
+            success = jnp.logical_or(success, alive & out.terminated & (out.reward > 0))
             alive = jnp.logical_and(alive, ~jnp.logical_or(out.terminated, out.truncated))
-            return (out.state, out.obs, total, alive), None
+            return (out.state, out.obs, total, alive, success), None
 
-        init = (state, obs, jnp.zeros((), jnp.float32), jnp.asarray(True))
-        (_, _, total, _), _ = jax.lax.scan(body, init,
-                                           jax.random.split(k_run, env.max_episode_steps))
-        return total
+        init = (state, obs, jnp.zeros((), jnp.float32), jnp.asarray(True), jnp.asarray(False))
+        (_, _, total, _, success), _ = jax.lax.scan(
+            body, init, jax.random.split(k_run, env.max_episode_steps))
+        return total, success
 
     def run(actor, obs_rms, key):
         keys = jax.random.split(key, episodes)
@@ -54,8 +56,10 @@ def make_evaluate(env: JaxEnv, policy, clip_obs: float, episodes: int, determini
 
 def evaluate_episodes(env: JaxEnv, policy, actor, obs_rms: RunningStats | None,
                       clip_obs: float, episodes: int, seed: int,
-                      deterministic: bool = True) -> list[float]:
-    """Raw returns of `episodes` episodes of one policy (host arrays in, floats out)."""
+                      deterministic: bool = True) -> list[tuple[float, bool]]:
+    """(raw return, success) of `episodes` episodes of one policy (host arrays in, Python
+    values out)."""
     run = jax.jit(make_evaluate(env, policy, clip_obs, episodes, deterministic))
     actor = jax.tree.map(jnp.asarray, actor)
-    return [float(r) for r in run(actor, obs_rms, jax.random.PRNGKey(seed))]
+    rets, succ = run(actor, obs_rms, jax.random.PRNGKey(seed))
+    return [(float(r), bool(s)) for r, s in zip(rets, succ)]

@@ -19,15 +19,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mcpo.jaxenv.base import JaxEnv, JaxStep
+from mcpo.jaxenv.base import JaxEnv, JaxStep, strong
 
 _NO_LIMIT = int(np.iinfo(np.int32).max)
-
-
-def _strong(tree):
-    """The same pytree with every leaf a strongly typed array (gymnax resets with Python ints,
-    whose weak types would change the scan carry's type after the first step)."""
-    return jax.tree.map(lambda x: jnp.asarray(x).astype(jnp.asarray(x).dtype), tree)
 
 
 def _gym_space(space, flat: bool):
@@ -59,13 +53,13 @@ class GymnaxEnv(JaxEnv):
 
     def reset(self, key):
         obs, state = self._env.reset_env(key, self._params)
-        return obs.reshape(-1).astype(jnp.float32), _strong(state)
+        return obs.reshape(-1).astype(jnp.float32), strong(state)
 
     def step(self, key, state, action) -> JaxStep:
         k_step, k_reset = jax.random.split(key)
         obs, nxt, reward, end, _ = self._env.step_env(k_step, state, self._action(action),
                                                       self._free)
-        nxt = _strong(nxt)
+        nxt = strong(nxt)
         terminated = jnp.asarray(end, bool).reshape(())
         truncated = jnp.logical_and(nxt.time >= self.max_episode_steps, ~terminated)
         done = jnp.logical_or(terminated, truncated)

@@ -16,7 +16,9 @@ formulas (docs/design.md §3):
    not written twice.
 4. Logging reductions: episodes finished this iteration, their mean/min/max return and mean
    length, the mean of the last `recent` episodes (a ring buffer), finiteness of observations,
-   rewards and every learner-state leaf.
+   rewards and every learner-state leaf; with `success=True` (MiniGrid tasks) also the success
+   rate of this iteration's episodes and of the last `recent` (success: the episode terminated
+   with a positive reward, as `mcpo.rollout.Episode` defines it on the Gymnasium backend).
 
 Randomness per seed: the learner state is `spec.init(cfg, policy, PRNGKey(seed))`, as in the
 Gymnasium path (so both backends start from the same networks); the envs and the rollout use
@@ -31,6 +33,7 @@ from typing import Any, NamedTuple
 import gymnasium as gym
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from mcpo.algos.common import TrainState, finite_leaves
 from mcpo.jaxenv.base import JaxEnv
@@ -53,6 +56,7 @@ class EnvCarry(NamedTuple):
 class EpisodeLog(NamedTuple):
     recent: jax.Array  # (recent,) ring buffer of finished episodes' returns
     count: jax.Array   # int32: episodes finished so far (the next goes to slot count % recent)
+    success: jax.Array | None = None  # (recent,) bool, their successes (success=True only)
 
 
 class LoopState(NamedTuple):
@@ -63,9 +67,10 @@ class LoopState(NamedTuple):
     log: EpisodeLog
 
 
-def recent_in_order(log: EpisodeLog) -> list[float]:
-    """The ring buffer's returns, oldest first (host side; for checkpoint metadata)."""
-    r = [float(x) for x in log.recent]
+def recent_in_order(log: EpisodeLog, field: str = "recent") -> list:
+    """The ring buffer's returns (or `field` "success": successes), oldest first (host side;
+    for checkpoint metadata and the run's result)."""
+    r = [x.item() for x in np.asarray(getattr(log, field))]
     n, cap = int(log.count), len(r)
     return r[:n] if n <= cap else r[n % cap:] + r[:n % cap]
 
@@ -74,8 +79,9 @@ class Loop:
     """The pure functions of one run configuration: `init(key)`, `iteration(state)` for ONE
     seed; `mcpo.jaxenv.runner` vmaps and jits them over a group of seeds."""
 
-    def __init__(self, cfg, spec, policy, env: JaxEnv, recent: int):
+    def __init__(self, cfg, spec, policy, env: JaxEnv, recent: int, success: bool = False):
         self.cfg, self.spec, self.policy, self.env, self.recent = cfg, spec, policy, env, recent
+        self.success = success
         self.update = spec.make_update(cfg, policy)
         space = env.action_space
         self.box = isinstance(space, gym.spaces.Box)
@@ -98,7 +104,8 @@ class Loop:
         zeros = jnp.zeros((E,), jnp.float32)
         carry = EnvCarry(env_state, obs, zeros, jnp.zeros((E,), jnp.int32), zeros,
                          jax.random.fold_in(key, ROLLOUT_STREAM))
-        log = EpisodeLog(jnp.zeros((self.recent,), jnp.float32), jnp.zeros((), jnp.int32))
+        log = EpisodeLog(jnp.zeros((self.recent,), jnp.float32), jnp.zeros((), jnp.int32),
+                         jnp.zeros((self.recent,), bool) if self.success else None)
         return LoopState(train, carry, obs_rms, ret_rms, log)
 
     # Rollout -------------------------------------------------------------------------------
@@ -126,8 +133,9 @@ class Loop:
                 obs_rms = stats_update(obs_rms, out.obs)
             final = jnp.where(done[:, None], normalize(out.final_obs, obs_rms, cfg.clip_obs),
                               0.0)
+            success = jnp.logical_and(out.terminated, out.reward > 0)
             record = (obs_n, action, reward, out.terminated, out.truncated, final, done,
-                      ep_return, ep_length)
+                      ep_return, ep_length, success)
             zero = lambda x: jnp.where(done, jnp.zeros_like(x), x)  # noqa: E731
             nxt = EnvCarry(out.state, out.obs, zero(ep_return), zero(ep_length), zero(disc),
                            env.key)
@@ -135,18 +143,19 @@ class Loop:
 
         (env, obs_rms, ret_rms), rec = jax.lax.scan(
             step, (ls.env, ls.obs_rms, ls.ret_rms), jax.random.split(k_roll, cfg.num_steps))
-        obs, actions, rewards, term, trunc, final, done, ep_ret, ep_len = rec
+        obs, actions, rewards, term, trunc, final, done, ep_ret, ep_len, success = rec
         ro = Rollout(obs=obs, actions=actions, rewards=rewards, terminated=term,
                      truncated=trunc, final_obs=final,
                      last_obs=normalize(env.obs, obs_rms, cfg.clip_obs))
-        return ro, (done, ep_ret, ep_len), env._replace(key=key), obs_rms, ret_rms
+        return ro, (done, ep_ret, ep_len, success), env._replace(key=key), obs_rms, ret_rms
 
     # Logging reductions --------------------------------------------------------------------
-    def episode_metrics(self, log: EpisodeLog, done, ep_ret, ep_len):
+    def episode_metrics(self, log: EpisodeLog, done, ep_ret, ep_len, success):
         """This iteration's finished episodes (in (t, env) order, as the Gymnasium path lists
         them) -> metrics, and the ring buffer of the last `recent` returns updated."""
         R = self.recent
         done, ep_ret, ep_len = done.reshape(-1), ep_ret.reshape(-1), ep_len.reshape(-1)
+        success = success.reshape(-1)
         n = jnp.sum(done.astype(jnp.int32))
         nan = jnp.float32(jnp.nan)
         some = n > 0
@@ -159,6 +168,7 @@ class Loop:
         count = log.count + n
         filled = jnp.minimum(count, R)
         valid = jnp.arange(R) < filled
+        succ = None
         metrics = {
             "episodes": n, "episodes_total": count,
             "ep_return_mean": mean(ep_ret),
@@ -168,15 +178,20 @@ class Loop:
             "recent_return": jnp.where(filled > 0, jnp.sum(jnp.where(valid, recent, 0.0))
                                        / jnp.maximum(filled, 1), nan),
         }
-        return EpisodeLog(recent, count), metrics
+        if self.success:
+            succ = log.success.at[slot].set(success, mode="drop")
+            metrics["success_rate"] = mean(success.astype(jnp.float32))
+            metrics["recent_success"] = jnp.where(
+                filled > 0, jnp.sum(jnp.where(valid, succ, False)) / jnp.maximum(filled, 1), nan)
+        return EpisodeLog(recent, count, succ), metrics
 
     # One iteration -------------------------------------------------------------------------
     def iteration(self, ls: LoopState):
-        ro, (done, ep_ret, ep_len), env, obs_rms, ret_rms = self.rollout(ls)
+        ro, (done, ep_ret, ep_len, success), env, obs_rms, ret_rms = self.rollout(ls)
         batch = prepare_batch(self.policy, ls.train.params, ro, self.cfg.gamma,
                               self.cfg.gae_lambda)
         train, stats = self.update(ls.train, batch)
-        log, episodes = self.episode_metrics(ls.log, done, ep_ret, ep_len)
+        log, episodes = self.episode_metrics(ls.log, done, ep_ret, ep_len, success)
         finite = {"observations": jnp.all(jnp.isfinite(ro.obs)),
                   "rewards": jnp.all(jnp.isfinite(ro.rewards)),
                   **{f"the learner state, {k}": v for k, v in finite_leaves(train).items()}}

@@ -12,17 +12,20 @@ import importlib.util
 
 from mcpo.jaxenv.base import JaxEnv
 from mcpo.jaxenv.gymnax_env import GymnaxEnv
+from mcpo.jaxenv.xminigrid_env import XMiniGridEnv
 from mcpo.types import ConfigError
 
-JAX_BACKENDS = ("gymnax",)
+JAX_BACKENDS = ("gymnax", "xminigrid")
 
 # pip extra that installs each backend, and the module that must import.
-EXTRA = {"gymnax": "gymnax"}
-MODULE = {"gymnax": "gymnax"}
+EXTRA = {"gymnax": "gymnax", "xminigrid": "xminigrid"}
+MODULE = {"gymnax": "gymnax", "xminigrid": "xminigrid"}
 
 # env id -> the Gymnasium id of the same environment ("twin"), or None. Same ids as Gymnasium
 # where Gymnasium has the environment (same dynamics, observation layout, rewards and time
-# limits; tests/test_jaxenv.py checks Pendulum step by step); MinAtar ids are gymnax's own.
+# limits; tests/test_jaxenv.py checks Pendulum step by step); MinAtar ids are gymnax's own, and
+# so are xminigrid's (its MiniGrid tasks see (tile, colour) cells and have 6 actions, so a
+# policy does not carry over to Gymnasium's MiniGrid: mcpo/jaxenv/xminigrid_env.py).
 IDS: dict[str, dict[str, str | None]] = {
     "gymnax": {
         "Pendulum-v1": "Pendulum-v1",
@@ -35,6 +38,17 @@ IDS: dict[str, dict[str, str | None]] = {
         "Freeway-MinAtar": None,
         "SpaceInvaders-MinAtar": None,
     },
+    # xminigrid 0.9.3's registered MiniGrid-* ids (its XLand-* meta-RL ids need a ruleset
+    # benchmark and are not listed).
+    "xminigrid": {k: None for k in (
+        "MiniGrid-Unlock", "MiniGrid-UnlockPickUp", "MiniGrid-BlockedUnlockPickUp",
+        "MiniGrid-DoorKey-5x5", "MiniGrid-DoorKey-6x6", "MiniGrid-DoorKey-8x8",
+        "MiniGrid-DoorKey-16x16", "MiniGrid-Empty-5x5", "MiniGrid-Empty-6x6",
+        "MiniGrid-Empty-8x8", "MiniGrid-Empty-16x16", "MiniGrid-EmptyRandom-5x5",
+        "MiniGrid-EmptyRandom-6x6", "MiniGrid-EmptyRandom-8x8", "MiniGrid-EmptyRandom-16x16",
+        "MiniGrid-FourRooms", "MiniGrid-LockedRoom", "MiniGrid-MemoryS8", "MiniGrid-MemoryS16",
+        "MiniGrid-MemoryS32", "MiniGrid-MemoryS64", "MiniGrid-MemoryS128",
+        "MiniGrid-Playground")},
 }
 
 
@@ -85,4 +99,6 @@ def make_jax_env(backend: str, env_id: str) -> JaxEnv:
     check_jax_env_id(backend, env_id)
     if backend == "gymnax":
         return GymnaxEnv(env_id)
+    if backend == "xminigrid":
+        return XMiniGridEnv(env_id)
     raise ConfigError(f"unknown JAX backend {backend!r}; known: {', '.join(JAX_BACKENDS)}.")

@@ -40,6 +40,7 @@ from mcpo.algos import ALGOS
 from mcpo.algos.common import learning_rate_at
 from mcpo.checkpoint import flatten, load_checkpoint, restore, save_checkpoint
 from mcpo.config import TrainConfig
+from mcpo.envs import env_family
 from mcpo.jaxenv.evaluate import make_evaluate
 from mcpo.jaxenv.loop import Loop, LoopState, recent_in_order
 from mcpo.jaxenv.registry import is_jax_backend, make_jax_env
@@ -54,11 +55,13 @@ from mcpo.trainer import (CHECKPOINT_FORMAT, RECENT_EPISODES, Callback, RunResul
                           recorded_result, resumed_config, write_result)
 from mcpo.types import CheckpointError, ConfigError, NonFiniteError
 
-EVAL_STREAM = 10_000  # fold_in constant of the final evaluation's key (its own stream per seed)
+EVAL_STREAM = 10_000  # fold_in constant of the final evaluation's key (its own stream per seed;
+# the sampled evaluation of --eval-mode sampled/both uses EVAL_STREAM + 1)
 PER_SEED = ("seed", "run_dir")  # what may differ between the configs of one group
 # metrics.csv's episode columns, in the Gymnasium backend's order
 EPISODE_COLUMNS = ("episodes", "episodes_total", "ep_return_mean", "ep_return_min",
                    "ep_return_max", "ep_length_mean", "recent_return")
+SUCCESS_COLUMNS = ("success_rate", "recent_success")  # MiniGrid tasks, as the Gymnasium backend
 _SEP = ", "
 
 
@@ -68,10 +71,18 @@ _SEP = ", "
 # iteration finishes); one seed runs. Measured 2026-12-02; re-test on a jax upgrade.
 NOT_VMAPPABLE = {"acktr": "its K-FAC eigendecompositions deadlock XLA's CPU runtime when "
                           "vmapped over seeds"}
+# Backends whose envs cannot run vmapped over seeds here: xminigrid's MiniGrid tasks with any
+# method's update, vmapped over 2 seeds, leave XLA's CPU runtime deadlocked (0% CPU, the first
+# iteration never returns) in 6 of 8 tries, with or without single-threaded XLA flags; the env
+# alone vmapped over seeds, and one seed with the update, run (jax 0.10.2, xminigrid 0.9.3,
+# measured 2026-12-02). One seed per process until a jax upgrade fixes it; re-test then.
+BACKEND_NOT_VMAPPABLE = {"xminigrid": "its environments with an update, vmapped over seeds, "
+                                      "deadlock XLA's CPU runtime (jax 0.10.2)"}
 
 
-def vmappable(algo: str) -> bool:
-    return algo not in NOT_VMAPPABLE
+def vmappable(algo: str, backend: str = "gymnax") -> bool:
+    """Can seeds of this method on this backend train vmapped in one process?"""
+    return algo not in NOT_VMAPPABLE and backend not in BACKEND_NOT_VMAPPABLE
 
 
 def check_group(cfgs: Sequence[TrainConfig]) -> None:
@@ -84,10 +95,13 @@ def check_group(cfgs: Sequence[TrainConfig]) -> None:
         raise ConfigError(f"Training several seeds in one process needs a pure-JAX backend "
                           f"(--backend gymnax); --backend {first.backend} trains one seed per "
                           f"process.")
-    if len(cfgs) > 1 and not vmappable(first.algo):
-        raise ConfigError(f"--algo {first.algo} cannot train several seeds in one process: "
-                          f"{NOT_VMAPPABLE[first.algo]}. Train its seeds one at a time "
-                          f"(--seed N, or --seeds with one seed), or use --backend gymnasium.")
+    if len(cfgs) > 1 and not vmappable(first.algo, first.backend):
+        who, why = ((f"--algo {first.algo}", NOT_VMAPPABLE[first.algo])
+                    if first.algo in NOT_VMAPPABLE
+                    else (f"--backend {first.backend}", BACKEND_NOT_VMAPPABLE[first.backend]))
+        raise ConfigError(f"{who} cannot train several seeds in one process: {why}. Train its "
+                          f"seeds one at a time (--seed N, or --seeds with one seed), or use "
+                          f"--backend gymnasium.")
     base = {k: v for k, v in first.to_dict().items() if k not in PER_SEED}
     for c in cfgs[1:]:
         d = {k: v for k, v in c.to_dict().items() if k not in PER_SEED}
@@ -143,8 +157,11 @@ class GroupRunner:
         self.callbacks = list(callbacks)
         self.env = make_jax_env(cfg.backend, cfg.env_id)
         self.policy = make_policy(self.env.observation_space, self.env.action_space,
-                                  cfg.hidden_sizes)
-        self.loop = Loop(cfg, ALGOS[cfg.algo], self.policy, self.env, RECENT_EPISODES)
+                                  cfg.hidden_sizes, self.env.network_kind)
+        self.success = env_family(cfg.env_id) == "minigrid"
+        self.episode_columns = EPISODE_COLUMNS + (SUCCESS_COLUMNS if self.success else ())
+        self.loop = Loop(cfg, ALGOS[cfg.algo], self.policy, self.env, RECENT_EPISODES,
+                         success=self.success)
         keys = jnp.stack([jax.random.PRNGKey(c.seed) for c in self.cfgs])
         self.state: LoopState = jax.jit(jax.vmap(self.loop.init))(keys)
         self._iterate = jax.jit(jax.vmap(self.loop.iteration))
@@ -329,7 +346,7 @@ class GroupRunner:
         rows = []
         for i in range(G):
             self.wall_time[i] += dt
-            ep = {k: np.asarray(m["episodes"][k][i]).item() for k in EPISODE_COLUMNS}
+            ep = {k: np.asarray(m["episodes"][k][i]).item() for k in self.episode_columns}
             rows.append({"iteration": self.iteration, "global_step": self.global_step,
                          "wall_time": self.wall_time[i], "sps": cfg.batch_size / dt,
                          "rollout_time": math.nan, "update_time": math.nan, **ep,
@@ -349,23 +366,40 @@ class GroupRunner:
                             self.global_step, cfg.batch_size):
             self.save(snapshot_name(self.global_step))
 
-    def evaluate(self, episodes: int, deterministic: bool = True) -> np.ndarray:
-        """(G, episodes) raw returns of every seed's current policy on fresh envs."""
+    def evaluate(self, episodes: int, deterministic: bool = True
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """(G, episodes) raw returns and successes of every seed's current policy on fresh
+        envs."""
         run = make_evaluate(self.env, self.policy, self.cfg.clip_obs, episodes, deterministic)
-        keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(c.seed), EVAL_STREAM)
+        stream = EVAL_STREAM if deterministic else EVAL_STREAM + 1
+        keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(c.seed), stream)
                           for c in self.cfgs])
-        return np.asarray(jax.jit(jax.vmap(run))(self.state.train.params["actor"],
-                                                 self.state.obs_rms, keys))
+        rets, succ = jax.jit(jax.vmap(run))(self.state.train.params["actor"],
+                                            self.state.obs_rms, keys)
+        return np.asarray(rets), np.asarray(succ)
 
     def _finish(self, elapsed: float, steps: int) -> list[RunResult]:
-        cfg = self.cfg
+        cfg, nan = self.cfg, math.nan
         complete = not self._stop_requested
-        rets = (self.evaluate(cfg.eval_episodes) if cfg.eval_episodes and complete
-                else np.full((self.G, 1), np.nan))
+        ev = {}  # deterministic? -> (G, episodes) returns, successes (as the Gymnasium trainer)
+        if cfg.eval_episodes and complete:
+            for det in {"deterministic": (True,), "sampled": (False,),
+                        "both": (True, False)}[cfg.eval_mode]:
+                ev[det] = self.evaluate(cfg.eval_episodes, det)
         log = jax.device_get(self.state.log)
+
+        def stat(det, i, what):
+            if det not in ev:
+                return nan
+            rets, succ = ev[det]
+            return float({"mean": np.mean, "std": np.std}[what](rets[i])) if what != "success" \
+                else (float(np.mean(succ[i])) if self.success else nan)
+
         results = []
         for i, (c, d) in enumerate(zip(self.cfgs, self.run_dirs)):
-            recent = recent_in_order(jax.tree.map(lambda x: x[i], log))
+            own = jax.tree.map(lambda x: x[i], log)
+            recent = recent_in_order(own)
+            successes = recent_in_order(own, "success") if self.success else []
             if steps > 0 and elapsed > 0:
                 sps = steps / elapsed
             else:
@@ -374,9 +408,14 @@ class GroupRunner:
                 run_dir=str(d), algo=c.algo, env_id=c.env_id, seed=c.seed,
                 global_step=self.global_step, iterations=self.iteration,
                 episodes=int(log.count[i]),
-                final_return=float(np.mean(recent)) if recent else math.nan,
-                eval_return_mean=float(np.mean(rets[i])), eval_return_std=float(np.std(rets[i])),
-                sps=sps, wall_time=self.wall_time[i], complete=complete)
+                final_return=float(np.mean(recent)) if recent else nan,
+                eval_return_mean=stat(True, i, "mean"), eval_return_std=stat(True, i, "std"),
+                sps=sps, wall_time=self.wall_time[i], complete=complete,
+                eval_sampled_return_mean=stat(False, i, "mean"),
+                eval_sampled_return_std=stat(False, i, "std"),
+                final_success_rate=float(np.mean(successes)) if successes else nan,
+                eval_success_rate=stat(True, i, "success"),
+                eval_sampled_success_rate=stat(False, i, "success"))
             if complete:
                 write_result(d, result)
             results.append(result)

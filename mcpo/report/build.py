@@ -80,16 +80,29 @@ def _budget(runs: list[RunRecord]) -> str:
 # ----------------------------------------------------------------------------------------------
 # Sections
 # ----------------------------------------------------------------------------------------------
+OPTIONAL_TABLES = (
+    ("eval_sampled_return_mean", "evaluation of the final policy, sampled actions"),
+    ("final_success_rate", "success rate of the last 100 training episodes (MiniGrid)"),
+    ("eval_success_rate", "success rate, deterministic evaluation (MiniGrid)"),
+    ("eval_sampled_success_rate", "success rate, sampled evaluation (MiniGrid)"),
+)
+
+
 def main_tables(finished: list[RunRecord]) -> list:
     cols = columns_of(finished)
     settings = settings_of(finished)
     expected = max((sum(1 for r in rs if r.setting == s) for rs in cols.values()
                     for s in settings), default=None)
     blocks = [Heading(2, "Results"), Para(FINAL_DOC)]
-    for title, get, what in (("final performance (mean of the last 100 training episodes)",
-                              RunRecord.final, "final"),
-                             ("deterministic evaluation of the final policy",
-                              RunRecord.evaluation, "eval")):
+    tables = [("final performance (mean of the last 100 training episodes)", RunRecord.final),
+              ("deterministic evaluation of the final policy", RunRecord.evaluation)]
+    # MiniGrid (and any run evaluated with sampled actions): the same tables for these keys,
+    # shown only when some run has them (a greedy MiniGrid policy that has not converged
+    # loops, so its sampled evaluation and success rates say more than the greedy return)
+    for key, title in OPTIONAL_TABLES:
+        if any(not math.isnan(r.result_value(key)) for r in finished):
+            tables.append((title, lambda r, k=key: r.result_value(k)))
+    for title, get in tables:
         header = ["method (setting)"] + [f"{c} ({_budget(rs)} steps)" for c, rs in cols.items()]
         marks = {}
         for c, rs in cols.items():

@@ -266,10 +266,12 @@ def mcpo_psi_returns(groups, colors, path: Path):
         return None, [], []
     plt, fig, axes = _panels(len(envs))
     for ax, env in zip(axes, envs):
-        for setting, runs in groups[env].items():
-            runs = [r for r in runs if r.has_column(cols[0])]
-            if not runs:
-                continue
+        logged = [(st, [r for r in rs if r.has_column(cols[0])]) for st, rs in groups[env].items()]
+        logged = [(st, rs) for st, rs in logged if rs]
+        # one colour per setting (several MCPO settings share the method's colour elsewhere);
+        # the line style tells psi from theta_old and deterministic from stochastic
+        own = {st: plt.get_cmap("tab10")(i % 10) for i, (st, _) in enumerate(logged)}
+        for setting, runs in logged:
             for c, style in zip(cols, ["-", "--", ":", "-."]):
                 pts = []
                 for r in runs:
@@ -283,7 +285,8 @@ def mcpo_psi_returns(groups, colors, path: Path):
                 y = np.mean([p[1][:n] for p in pts], 0)
                 who = "psi" if "psi" in c else "theta_old"
                 ax.plot(pts[0][0][:n], y, style, marker="o", ms=3,
-                        color=colors.get(runs[0].label, "black"),
+                        color=own[setting] if len(logged) > 1
+                        else colors.get(runs[0].label, "black"),
                         label=f"{setting}: {who}, {'det.' if 'det' in c else 'stoch.'}")
         ax.set_title(f"{env}: returns of psi and theta_old (Fig. 1b)", fontsize=9)
         ax.set_xlabel("environment steps")

@@ -112,6 +112,10 @@ class RunRecord:
     def evaluation(self) -> float:
         return math.nan if self.result is None else _num(self.result.eval_return_mean)
 
+    def result_value(self, key: str) -> float:
+        """A number of the run's result.json (nan when missing or not applicable)."""
+        return math.nan if self.result is None else _num(getattr(self.result, key, None))
+
     def best_normalized(self) -> float:
         vals = [v for v in self.column(ATARI_KEY) if not math.isnan(v)]
         return max(vals) if vals else math.nan
