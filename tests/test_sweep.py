@@ -13,6 +13,7 @@ import pytest
 from conftest import TINY_SPEC, sweep_cmd, sweep_env
 from mcpo.cli import build_parser, config_from_args, main
 from mcpo.experiments import parse_spec
+from mcpo.types import ConfigError
 from mcpo.experiments.progress import Progress
 from mcpo.experiments.sweep import job_of
 from mcpo.experiments.sweepdir import SweepDir
@@ -334,3 +335,16 @@ def same(row: dict, leave_out: set) -> dict:
 
 def read_config_seed(d: Path) -> int:
     return json.loads((d / "config.json").read_text())["seed"]
+
+
+def test_env_ids_are_checked_against_the_backend_the_spec_sets(tmp_path):
+    """An id of a pure-JAX backend is valid when the spec's flags choose that backend, and
+    refused (naming its line and the backend that has it) when they do not."""
+    spec = ("name: x\nseeds: 1\nflags:\n  backend: xminigrid\nenvs:\n  MiniGrid-Unlock: "
+            "{total_timesteps: 4096}\nmethods:\n  PPO:\n    algo: ppo\n")
+    runs = parse_spec(spec, "x.yaml", tmp_path).runs
+    assert [(r.config.env_id, r.config.backend) for r in runs] == [("MiniGrid-Unlock",
+                                                                     "xminigrid")]
+    with pytest.raises(ConfigError, match=r"line 6: .*provided by --backend xminigrid"):
+        parse_spec(spec.replace("  backend: xminigrid\n", "  learning_rate: 1e-3\n"),
+                   "x.yaml", tmp_path)

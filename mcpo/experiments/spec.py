@@ -554,11 +554,31 @@ def parse_spec(text: str, source: str, out: Path | str, *, scale: float = 1.0,
 
     # env ids -------------------------------------------------------------------------------
     env_problems: dict[str, str] = {}
+
+    def backends_for(e) -> list[str]:
+        """The env backends the spec sets for env e's runs (top level, the env's own, its
+        methods'; a grid axis gives several); Gymnasium when none."""
+        levels = [top_defs, env_defs[e]] + [m[5] for m in method_items
+                                            if m[4] is None or e in m[4]]
+        found = []
+        for defs in levels:
+            d = defs.get("backend")
+            if d is not None:
+                found += list(d.value) if d.grid else [d.value]
+        return list(dict.fromkeys(found)) or ["gymnasium"]
+
     for e, el, _ in env_items:
         if env_pick is not None and e not in env_pick:
             continue
         try:
-            check_env_id(e)
+            errors = []
+            for backend in backends_for(e):  # the id must exist where a run of it trains
+                try:
+                    check_env_id(e, backend)
+                except ConfigError as err:
+                    errors.append(err)
+            if errors:
+                raise errors[0]
         except ConfigError as err:
             if check_envs:
                 raise p.err(el, str(err)) from None
