@@ -27,6 +27,8 @@ from mcpo.envs import BACKENDS, check_env_id
 from mcpo.types import MAX_TIMESTEPS, SEED_MAX, ConfigError, check_fields, param
 
 EVAL_MODES = ("deterministic", "sampled", "both")
+# --eval-mode -> the evaluations it runs (True: deterministic actions, False: sampled)
+EVAL_DETERMINISTIC = {"deterministic": (True,), "sampled": (False,), "both": (True, False)}
 MAX_BATCH = 2**24  # samples per rollout batch (T x E); beyond this the buffers alone are GBs
 
 

@@ -302,6 +302,7 @@ def _cnn_mode(policy: NatureCNNActorCritic, actor, obs):
 
 
 NETWORKS = ("mlp", "minigrid", "xminigrid", "nature-cnn")
+XMINIGRID_SIZES = (13, 12)  # xminigrid.core.constants NUM_TILES, NUM_COLORS: a cell's indices
 
 
 def make_policy(obs_space, action_space, hidden_sizes=(64, 64), kind: str = "mlp"):
@@ -318,6 +319,7 @@ def make_policy(obs_space, action_space, hidden_sizes=(64, 64), kind: str = "mlp
         enc = MiniGridOneHot(cells=(int(np.prod(obs_space.shape)) - 1) // 3)
         return MLPActorCritic(enc.dim, dist, tuple(hidden_sizes), enc)
     if kind == "xminigrid":  # mcpo.jaxenv.xminigrid_env: (tile, colour) per cell, direction
-        enc = MiniGridOneHot(cells=(int(np.prod(obs_space.shape)) - 1) // 2, sizes=(13, 12))
+        enc = MiniGridOneHot(cells=(int(np.prod(obs_space.shape)) - 1) // len(XMINIGRID_SIZES),
+                             sizes=XMINIGRID_SIZES)
         return MLPActorCritic(enc.dim, dist, tuple(hidden_sizes), enc)
     return MLPActorCritic(int(np.prod(obs_space.shape)), dist, tuple(hidden_sizes))

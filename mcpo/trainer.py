@@ -34,7 +34,7 @@ from mcpo.algos import ALGOS
 from mcpo.algos.common import finite_leaves, learning_rate_at
 from mcpo.checkpoint import (CHECKPOINT_FORMAT, atomic_write_bytes, check_checkpoint_meta,
                              flatten, load_checkpoint, restore, save_checkpoint)
-from mcpo.config import TrainConfig
+from mcpo.config import EVAL_DETERMINISTIC, TrainConfig
 from mcpo.envpool_vec import make_backend_vec_env
 from mcpo.envs import RunningMeanStd, env_family, network_kind
 from mcpo.jaxenv.registry import is_jax_backend
@@ -501,9 +501,8 @@ class Trainer:
         complete = not self._stop_requested
         nan = float("nan")
         ev = {}  # mode -> (mean return, std, success rate)
-        modes = {"deterministic": (True,), "sampled": (False,), "both": (True, False)}
         if cfg.eval_episodes and complete:
-            for det in modes[cfg.eval_mode]:
+            for det in EVAL_DETERMINISTIC[cfg.eval_mode]:
                 try:
                     eps = run_episodes(self.agent(), cfg.env_id, cfg.eval_episodes,
                                        seed=episode_seed(cfg.seed, FINAL_EVAL),

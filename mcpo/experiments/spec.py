@@ -571,14 +571,8 @@ def parse_spec(text: str, source: str, out: Path | str, *, scale: float = 1.0,
         if env_pick is not None and e not in env_pick:
             continue
         try:
-            errors = []
             for backend in backends_for(e):  # the id must exist where a run of it trains
-                try:
-                    check_env_id(e, backend)
-                except ConfigError as err:
-                    errors.append(err)
-            if errors:
-                raise errors[0]
+                check_env_id(e, backend)
         except ConfigError as err:
             if check_envs:
                 raise p.err(el, str(err)) from None

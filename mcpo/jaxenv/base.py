@@ -47,6 +47,19 @@ def strong(tree):
     return jax.tree.map(lambda x: jnp.asarray(x).astype(jnp.asarray(x).dtype), tree)
 
 
+def is_success(terminated, reward):
+    """An episode's success (MiniGrid: the goal reached), as `mcpo.rollout.Episode` defines it
+    on the Gymnasium backend: it ended by termination with a positive last reward."""
+    return jnp.logical_and(terminated, reward > 0)
+
+
+def same_step_reset(done, ended, reset):
+    """The (obs, state) to continue from after one step: `reset`'s (the next episode's first)
+    where the episode ended (`done`), else the step's own `ended` (obs, state)."""
+    pick = lambda a, b: jnp.where(done, a, b)  # noqa: E731
+    return pick(reset[0], ended[0]), jax.tree.map(pick, reset[1], ended[1])
+
+
 class JaxStep(NamedTuple):
     """One step of one env (same-step autoreset)."""
 

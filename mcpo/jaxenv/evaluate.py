@@ -11,7 +11,7 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 
-from mcpo.jaxenv.base import JaxEnv
+from mcpo.jaxenv.base import JaxEnv, is_success
 from mcpo.jaxenv.running import RunningStats, normalize
 
 
@@ -29,7 +29,7 @@ def make_evaluate(env: JaxEnv, policy, clip_obs: float, episodes: int, determini
         obs, state = env.reset(k_reset)
 
         def body(c, k):
-            state, obs, total, alive, success = c
+            state, obs, total, alive, succeeded = c
             k_act, k_env = jax.random.split(k)
             dist = policy.dist_params(actor, normalize(obs, obs_rms, clip_obs))
             action = (policy.dist.mode(dist) if deterministic
@@ -38,14 +38,14 @@ def make_evaluate(env: JaxEnv, policy, clip_obs: float, episodes: int, determini
                 action = jnp.clip(action, low, high)
             out = env.step(k_env, state, action)
             total = total + jnp.where(alive, out.reward, 0.0)
-            success = jnp.logical_or(success, alive & out.terminated & (out.reward > 0))
+            succeeded = succeeded | (alive & is_success(out.terminated, out.reward))
             alive = jnp.logical_and(alive, ~jnp.logical_or(out.terminated, out.truncated))
-            return (out.state, out.obs, total, alive, success), None
+            return (out.state, out.obs, total, alive, succeeded), None
 
         init = (state, obs, jnp.zeros((), jnp.float32), jnp.asarray(True), jnp.asarray(False))
-        (_, _, total, _, success), _ = jax.lax.scan(
+        (_, _, total, _, succeeded), _ = jax.lax.scan(
             body, init, jax.random.split(k_run, env.max_episode_steps))
-        return total, success
+        return total, succeeded
 
     def run(actor, obs_rms, key):
         keys = jax.random.split(key, episodes)

@@ -19,7 +19,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mcpo.jaxenv.base import JaxEnv, JaxStep, strong
+from mcpo.jaxenv.base import JaxEnv, JaxStep, same_step_reset, strong
 
 _NO_LIMIT = int(np.iinfo(np.int32).max)
 
@@ -64,8 +64,7 @@ class GymnaxEnv(JaxEnv):
         truncated = jnp.logical_and(nxt.time >= self.max_episode_steps, ~terminated)
         done = jnp.logical_or(terminated, truncated)
         obs = obs.reshape(-1).astype(jnp.float32)
-        obs_re, state_re = self.reset(k_reset)
-        new_state = jax.tree.map(lambda a, b: jnp.where(done, a, b), state_re, nxt)
-        return JaxStep(obs=jnp.where(done, obs_re, obs), state=new_state,
+        next_obs, new_state = same_step_reset(done, (obs, nxt), self.reset(k_reset))
+        return JaxStep(obs=next_obs, state=new_state,
                        reward=jnp.asarray(reward, jnp.float32).reshape(()),
                        terminated=terminated, truncated=truncated, final_obs=obs)

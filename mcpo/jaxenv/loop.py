@@ -36,7 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from mcpo.algos.common import TrainState, finite_leaves
-from mcpo.jaxenv.base import JaxEnv
+from mcpo.jaxenv.base import JaxEnv, is_success
 from mcpo.jaxenv.running import (RunningStats, normalize, scale_reward, stats_init,
                                  stats_update)
 from mcpo.rollout import Rollout, prepare_batch
@@ -133,9 +133,9 @@ class Loop:
                 obs_rms = stats_update(obs_rms, out.obs)
             final = jnp.where(done[:, None], normalize(out.final_obs, obs_rms, cfg.clip_obs),
                               0.0)
-            success = jnp.logical_and(out.terminated, out.reward > 0)
+            ended_well = is_success(out.terminated, out.reward)
             record = (obs_n, action, reward, out.terminated, out.truncated, final, done,
-                      ep_return, ep_length, success)
+                      ep_return, ep_length, ended_well)
             zero = lambda x: jnp.where(done, jnp.zeros_like(x), x)  # noqa: E731
             nxt = EnvCarry(out.state, out.obs, zero(ep_return), zero(ep_length), zero(disc),
                            env.key)

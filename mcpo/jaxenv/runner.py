@@ -39,7 +39,7 @@ from tqdm import tqdm
 from mcpo.algos import ALGOS
 from mcpo.algos.common import learning_rate_at
 from mcpo.checkpoint import flatten, load_checkpoint, restore, save_checkpoint
-from mcpo.config import TrainConfig
+from mcpo.config import EVAL_DETERMINISTIC, TrainConfig
 from mcpo.envs import env_family
 from mcpo.jaxenv.evaluate import make_evaluate
 from mcpo.jaxenv.loop import Loop, LoopState, recent_in_order
@@ -383,17 +383,16 @@ class GroupRunner:
         complete = not self._stop_requested
         ev = {}  # deterministic? -> (G, episodes) returns, successes (as the Gymnasium trainer)
         if cfg.eval_episodes and complete:
-            for det in {"deterministic": (True,), "sampled": (False,),
-                        "both": (True, False)}[cfg.eval_mode]:
+            for det in EVAL_DETERMINISTIC[cfg.eval_mode]:
                 ev[det] = self.evaluate(cfg.eval_episodes, det)
         log = jax.device_get(self.state.log)
 
-        def stat(det, i, what):
-            if det not in ev:
+        def stat(det, i, reduce, of_success=False):
+            """reduce() of seed i's evaluation returns (or successes) of mode det; nan if
+            that evaluation did not run (or the env has no successes)."""
+            if det not in ev or (of_success and not self.success):
                 return nan
-            rets, succ = ev[det]
-            return float({"mean": np.mean, "std": np.std}[what](rets[i])) if what != "success" \
-                else (float(np.mean(succ[i])) if self.success else nan)
+            return float(reduce(ev[det][1 if of_success else 0][i]))
 
         results = []
         for i, (c, d) in enumerate(zip(self.cfgs, self.run_dirs)):
@@ -409,13 +408,13 @@ class GroupRunner:
                 global_step=self.global_step, iterations=self.iteration,
                 episodes=int(log.count[i]),
                 final_return=float(np.mean(recent)) if recent else nan,
-                eval_return_mean=stat(True, i, "mean"), eval_return_std=stat(True, i, "std"),
+                eval_return_mean=stat(True, i, np.mean), eval_return_std=stat(True, i, np.std),
                 sps=sps, wall_time=self.wall_time[i], complete=complete,
-                eval_sampled_return_mean=stat(False, i, "mean"),
-                eval_sampled_return_std=stat(False, i, "std"),
+                eval_sampled_return_mean=stat(False, i, np.mean),
+                eval_sampled_return_std=stat(False, i, np.std),
                 final_success_rate=float(np.mean(successes)) if successes else nan,
-                eval_success_rate=stat(True, i, "success"),
-                eval_sampled_success_rate=stat(False, i, "success"))
+                eval_success_rate=stat(True, i, np.mean, of_success=True),
+                eval_sampled_success_rate=stat(False, i, np.mean, of_success=True))
             if complete:
                 write_result(d, result)
             results.append(result)

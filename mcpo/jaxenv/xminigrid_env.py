@@ -28,13 +28,13 @@ Gymnasium backend.
 from __future__ import annotations
 
 import gymnasium as gym
-import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mcpo.jaxenv.base import JaxEnv, JaxStep, strong
+from mcpo.jaxenv.base import JaxEnv, JaxStep, same_step_reset, strong
+from mcpo.networks import XMINIGRID_SIZES
 
-TILES, COLOURS, DIRECTIONS = 13, 12, 4  # xminigrid.core.constants NUM_TILES, NUM_COLORS
+DIRECTIONS = 4
 
 
 class XMiniGridEnv(JaxEnv):
@@ -47,9 +47,8 @@ class XMiniGridEnv(JaxEnv):
         self._env, self._params = xminigrid.make(env_id)
         self.max_episode_steps = int(self._params.max_steps)
         h, w, c = self._env.observation_shape(self._params)
-        self.grid_shape = (int(h), int(w), int(c))
         n = int(h) * int(w) * int(c) + 1
-        high = np.full((n,), max(TILES, COLOURS) - 1, np.float32)
+        high = np.full((n,), max(XMINIGRID_SIZES) - 1, np.float32)
         high[-1] = DIRECTIONS - 1
         self.observation_space = gym.spaces.Box(np.zeros((n,), np.float32), high,
                                                 dtype=np.float32)
@@ -70,8 +69,7 @@ class XMiniGridEnv(JaxEnv):
         truncated = jnp.logical_and(ts.state.step_num >= self.max_episode_steps, ~terminated)
         done = jnp.logical_or(terminated, truncated)
         obs = self._obs(ts)
-        obs_re, ts_re = self.reset(key)
-        new_state = jax.tree.map(lambda a, b: jnp.where(done, a, b), ts_re, ts)
-        return JaxStep(obs=jnp.where(done, obs_re, obs), state=new_state,
+        next_obs, new_state = same_step_reset(done, (obs, ts), self.reset(key))
+        return JaxStep(obs=next_obs, state=new_state,
                        reward=jnp.asarray(ts.reward, jnp.float32).reshape(()),
                        terminated=terminated, truncated=truncated, final_obs=obs)

@@ -110,7 +110,7 @@ class RunRecord:
         return _num(self.result.final_return)
 
     def evaluation(self) -> float:
-        return math.nan if self.result is None else _num(self.result.eval_return_mean)
+        return self.result_value(EVAL_KEY)
 
     def result_value(self, key: str) -> float:
         """A number of the run's result.json (nan when missing or not applicable)."""
