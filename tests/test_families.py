@@ -223,6 +223,48 @@ def test_nature_cnn_shapes_and_shared_trunk():
                                   np.argmax(logits, -1).reshape(6))
 
 
+@pytest.mark.parametrize("shape,kernel,stride", [((2, 84, 84, 4), 8, 4), ((3, 20, 20, 32), 4, 2),
+                                                 ((2, 9, 9, 64), 3, 1), ((1, 11, 13, 3), 5, 3)])
+def test_im2col_convolution_equals_lax_convolution(shape, kernel, stride):
+    """conv2d_valid (the trunk's matmul form) computes XLA's VALID convolution, also for sizes
+    the stride does not divide, and so does its gradient."""
+    from mcpo.networks import conv2d_valid
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=shape).astype(np.float32)
+    w = rng.normal(size=(kernel, kernel, shape[-1], 7)).astype(np.float32)
+    ref = lambda x, w: jax.lax.conv_general_dilated(  # noqa: E731
+        x, w, (stride, stride), "VALID", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    np.testing.assert_allclose(conv2d_valid(x, w, stride), ref(x, w), rtol=1e-4, atol=1e-4)
+    g = jax.grad(lambda x, w: (conv2d_valid(x, w, stride) ** 2).sum(), argnums=(0, 1))(x, w)
+    g_ref = jax.grad(lambda x, w: (ref(x, w) ** 2).sum(), argnums=(0, 1))(x, w)
+    for a, b in zip(g, g_ref):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-3 * float(np.abs(b).max()))
+
+
+@pytest.mark.parametrize("kind", ["nature-cnn", "mlp"])
+def test_dist_and_value_is_one_forward_of_both_heads(kind):
+    """The losses' joint forward gives what dist_params and value give apart (the CNN's from
+    one trunk pass), and its gradient reaches the shared trunk from both heads."""
+    if kind == "nature-cnn":
+        space, obs_shape = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8), (5, 4, 84, 84)
+        obs = np.random.default_rng(1).integers(0, 256, obs_shape, dtype=np.uint8)
+    else:
+        space = gym.spaces.Box(-1, 1, (3,), np.float32)
+        obs = np.random.default_rng(1).normal(size=(5, 3)).astype(np.float32)
+    policy = make_policy(space, gym.spaces.Discrete(4), kind=kind)
+    params = policy.init(jax.random.PRNGKey(2))
+    dist, v = jax.jit(policy.dist_and_value)(params, obs)
+    np.testing.assert_allclose(dist, jax.jit(policy.dist_params)(params["actor"], obs),
+                               rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(v, jax.jit(policy.value)(params, obs), rtol=1e-6, atol=1e-6)
+    if kind == "nature-cnn":
+        g_pi = jax.grad(lambda p: policy.dist_and_value(p, obs)[0].sum())(params)
+        g_v = jax.grad(lambda p: policy.dist_and_value(p, obs)[1].sum())(params)
+        for g in (g_pi, g_v):
+            assert float(np.abs(g["actor"]["trunk"]["conv"][0]["w"]).sum()) > 0
+
+
 # ---------------------------------------------------------------------------------------------
 # From the command line
 # ---------------------------------------------------------------------------------------------

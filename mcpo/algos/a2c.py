@@ -56,11 +56,11 @@ class A2CConfig:
 
 def a2c_loss(params, algo_state, mb, *, policy, vf_coef, ent_coef, norm_adv):
     """-E[log pi(a|s) A] + c_v L_V - c_e H (Mnih et al. 2016, Alg. S3)."""
-    dist = policy.dist_params(params["actor"], mb.obs)
+    dist, v = policy.dist_and_value(params, mb.obs)
     logp = policy.dist.log_prob(dist, mb.actions)
     adv = normalize(mb.advantages, norm_adv)
     pg_loss = -jnp.mean(logp * adv)
-    v_loss = value_loss(policy, params, mb)
+    v_loss = value_loss(policy, params, mb, v)
     entropy = jnp.mean(policy.dist.entropy(dist))
     loss = pg_loss + vf_coef * v_loss - ent_coef * entropy
     return loss, dict(policy_loss=pg_loss, value_loss=v_loss, entropy=entropy)

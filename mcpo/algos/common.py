@@ -118,16 +118,27 @@ class PolicyTerms(NamedTuple):
     ratio: jax.Array     # tau_t(theta)
 
 
-def policy_terms(policy, actor, mb: Batch) -> PolicyTerms:
-    dist = policy.dist_params(actor, mb.obs)
+def policy_terms(policy, actor, mb: Batch, dist=None) -> PolicyTerms:
+    """The current policy's terms on the minibatch (`dist`: its parameters, if computed)."""
+    if dist is None:
+        dist = policy.dist_params(actor, mb.obs)
     logp = policy.dist.log_prob(dist, mb.actions)
     logratio = logp - mb.logp
     return PolicyTerms(dist, logp, logratio, jnp.exp(logratio))
 
 
-def value_loss(policy, params, mb: Batch):
-    """0.5 E[(V(s) - R)^2]; `params` whole (the value may read a trunk shared with the actor)."""
-    v = policy.value(params, mb.obs)
+def policy_value_terms(policy, params, mb: Batch) -> tuple[PolicyTerms, jax.Array]:
+    """(PolicyTerms, V(s)) from one forward (`policy.dist_and_value`): with a trunk shared by
+    the policy and value heads (Atari's CNN) the gradient then passes through it once."""
+    dist, v = policy.dist_and_value(params, mb.obs)
+    return policy_terms(policy, params["actor"], mb, dist), v
+
+
+def value_loss(policy, params, mb: Batch, v=None):
+    """0.5 E[(V(s) - R)^2]; `params` whole (the value may read a trunk shared with the actor);
+    `v`: V(s) on the minibatch, if computed (`policy_value_terms`)."""
+    if v is None:
+        v = policy.value(params, mb.obs)
     return 0.5 * jnp.mean(jnp.square(v - mb.returns))
 
 

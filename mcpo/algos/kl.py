@@ -12,7 +12,7 @@ from functools import partial
 import jax.numpy as jnp
 
 from mcpo.algos.common import (AlgoSpec, init_train_state, make_minibatch_update, normalize,
-                               policy_terms, ratio_diagnostics, value_loss)
+                               policy_value_terms, ratio_diagnostics, value_loss)
 from mcpo.types import param
 
 # beta is kept inside [BETA_MIN, BETA_MAX] so that long runs of halvings/doublings cannot
@@ -36,12 +36,12 @@ class KLAdaptiveConfig:
 
 def kl_penalty_loss(params, algo_state, mb, *, policy, vf_coef, ent_coef, norm_adv):
     """L_KL (paper §2): -(E[tau A] - beta E[KL[pi_old || pi_theta]]) + c_v L_V - c_e H."""
-    pt = policy_terms(policy, params["actor"], mb)
+    pt, v = policy_value_terms(policy, params, mb)
     adv = normalize(mb.advantages, norm_adv)
     kl = jnp.mean(policy.dist.kl(mb.dist, pt.dist))
     beta = algo_state["beta"]
     pg_loss = -(jnp.mean(pt.ratio * adv) - beta * kl)
-    v_loss = value_loss(policy, params, mb)
+    v_loss = value_loss(policy, params, mb, v)
     entropy = jnp.mean(policy.dist.entropy(pt.dist))
     loss = pg_loss + vf_coef * v_loss - ent_coef * entropy
     return loss, dict(policy_loss=pg_loss, value_loss=v_loss, entropy=entropy, kl=kl,

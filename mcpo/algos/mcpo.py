@@ -41,7 +41,7 @@ from mcpo.algos import memory as M
 from mcpo.algos import psi_eval
 from mcpo.algos.common import (AlgoSpec, TrainState, batch_diagnostics, init_train_state,
                                make_optimizer, mean_over_steps, minibatch_epochs, normalize,
-                               policy_terms, ratio_diagnostics, total_optimizer_steps,
+                               policy_value_terms, ratio_diagnostics, total_optimizer_steps,
                                value_loss)
 from mcpo.algos.kl import adapt_beta
 from mcpo.types import ConfigError, flag_name, param
@@ -303,7 +303,7 @@ def mcpo_objective(params, attn, algo: MCPOState, mb, *, policy, mc: MCPOConfig,
     d_psi = policy.dist_params(psi, mb.obs)
     logp_psi = dist.log_prob(d_psi, mb.actions)
 
-    pt = policy_terms(policy, params["actor"], mb)
+    pt, v = policy_value_terms(policy, params, mb)
     d_psi_fixed = jax.lax.stop_gradient(d_psi)
     alpha_adv = adv if mc.alpha_adv == "normalized" else mb.advantages
     alpha = alpha_weights(mc, jax.lax.stop_gradient(logp_psi), mb.logp, alpha_adv)
@@ -322,7 +322,7 @@ def mcpo_objective(params, attn, algo: MCPOState, mb, *, policy, mc: MCPOConfig,
         logp_psi_phi = dist.log_prob(policy.dist_params(psi, mb_phi.obs), mb_phi.actions)
         l2 = jnp.mean(jnp.exp(logp_psi_phi - mb_phi.logp)
                       * normalize(mb_phi.advantages, norm_adv))
-    v_loss = value_loss(policy, params, mb)
+    v_loss = value_loss(policy, params, mb, v)
     entropy = jnp.mean(dist.entropy(pt.dist))
     theta_loss = -l1 + vf_coef * v_loss - ent_coef * entropy
     phi_loss = -l2

@@ -27,7 +27,7 @@ from functools import partial
 import jax.numpy as jnp
 
 from mcpo.algos.common import (AlgoSpec, init_train_state, make_minibatch_update, normalize,
-                               policy_terms, ratio_diagnostics, value_loss)
+                               policy_value_terms, ratio_diagnostics, value_loss)
 from mcpo.types import param
 
 
@@ -53,12 +53,12 @@ def kl_coefficient(k, num_iterations: int, beta0: float):
 def mdpo_loss(params, algo_state, mb, *, policy, vf_coef, ent_coef, norm_adv):
     """-(E[tau A] - (beta0/t_k) E[KL[pi_theta || pi_old]]) + c_v L_V - c_e H  (Tomar et al.,
     on-policy MDPO objective)."""
-    pt = policy_terms(policy, params["actor"], mb)
+    pt, v = policy_value_terms(policy, params, mb)
     adv = normalize(mb.advantages, norm_adv)
     # KL[pi_theta || pi_old]: the current policy is the first argument (reversed direction).
     kl = jnp.mean(policy.dist.kl(pt.dist, mb.dist))
     pg_loss = -(jnp.mean(pt.ratio * adv) - algo_state["kl_coef"] * kl)
-    v_loss = value_loss(policy, params, mb)
+    v_loss = value_loss(policy, params, mb, v)
     entropy = jnp.mean(policy.dist.entropy(pt.dist))
     loss = pg_loss + vf_coef * v_loss - ent_coef * entropy
     return loss, dict(policy_loss=pg_loss, value_loss=v_loss, entropy=entropy, kl_new_old=kl,

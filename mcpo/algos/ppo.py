@@ -8,7 +8,7 @@ from functools import partial
 import jax.numpy as jnp
 
 from mcpo.algos.common import (AlgoSpec, init_train_state, make_minibatch_update, normalize,
-                               policy_terms, ratio_diagnostics, value_loss)
+                               policy_value_terms, ratio_diagnostics, value_loss)
 from mcpo.types import param
 
 
@@ -20,12 +20,12 @@ class PPOConfig:
 
 def ppo_loss(params, algo_state, mb, *, policy, clip_coef, vf_coef, ent_coef, norm_adv):
     """-E[min(tau A, clip(tau, 1-eps, 1+eps) A)] + c_v L_V - c_e H."""
-    pt = policy_terms(policy, params["actor"], mb)
+    pt, v = policy_value_terms(policy, params, mb)
     adv = normalize(mb.advantages, norm_adv)
     surrogate = jnp.minimum(pt.ratio * adv,
                             jnp.clip(pt.ratio, 1.0 - clip_coef, 1.0 + clip_coef) * adv)
     pg_loss = -jnp.mean(surrogate)
-    v_loss = value_loss(policy, params, mb)
+    v_loss = value_loss(policy, params, mb, v)
     entropy = jnp.mean(policy.dist.entropy(pt.dist))
     loss = pg_loss + vf_coef * v_loss - ent_coef * entropy
     return loss, dict(policy_loss=pg_loss, value_loss=v_loss, entropy=entropy,

@@ -42,7 +42,7 @@ import jax
 import jax.numpy as jnp
 
 from mcpo.algos.common import (AlgoSpec, init_train_state, make_minibatch_update, normalize,
-                               policy_terms, ratio_diagnostics, value_loss)
+                               policy_value_terms, ratio_diagnostics, value_loss)
 from mcpo.types import param
 from mcpo.distributions import Categorical
 from mcpo.rollout import Batch
@@ -133,12 +133,12 @@ def clip_bounds(dist, old_dist_params, actions, logp_old, delta, eps):
 
 def trgppo_loss(params, algo_state, mb, *, policy, vf_coef, ent_coef, norm_adv):
     """-E[min(tau A, clip(tau, l_{s,a}, u_{s,a}) A)] + c_v L_V - c_e H  (TRGPPO objective)."""
-    pt = policy_terms(policy, params["actor"], mb)
+    pt, v = policy_value_terms(policy, params, mb)
     adv = normalize(mb.advantages, norm_adv)
     surrogate = jnp.minimum(pt.ratio * adv,
                             jnp.clip(pt.ratio, mb.clip_lower, mb.clip_upper) * adv)
     pg_loss = -jnp.mean(surrogate)
-    v_loss = value_loss(policy, params, mb)
+    v_loss = value_loss(policy, params, mb, v)
     entropy = jnp.mean(policy.dist.entropy(pt.dist))
     loss = pg_loss + vf_coef * v_loss - ent_coef * entropy
     clipped = jnp.where(adv >= 0, pt.ratio > mb.clip_upper, pt.ratio < mb.clip_lower)

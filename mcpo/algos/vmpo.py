@@ -34,7 +34,7 @@ import optax
 
 from mcpo.algos.common import (AlgoSpec, TrainState, batch_diagnostics, init_train_state,
                                make_optimizer, mean_over_steps, minibatch_epochs, normalize,
-                               policy_terms, ratio_diagnostics, value_loss)
+                               policy_value_terms, ratio_diagnostics, value_loss)
 from mcpo.types import ConfigError, param
 from mcpo.distributions import DiagGaussian
 
@@ -118,7 +118,7 @@ def vmpo_loss(params, duals, mb, *, policy, vc: VMPOConfig, vf_coef, ent_coef, n
     """L_pi + L_eta + L_alpha + c_v L_V - c_e H (V-MPO total loss, value loss from the harness)."""
     sg = jax.lax.stop_gradient
     eta, alpha = dual_values(duals)
-    pt = policy_terms(policy, params["actor"], mb)
+    pt, v = policy_value_terms(policy, params, mb)
     adv = normalize(mb.advantages, norm_adv)
     idx, top_adv = top_half(adv)
     weights = top_half_weights(top_adv, sg(eta))
@@ -126,7 +126,7 @@ def vmpo_loss(params, duals, mb, *, policy, vc: VMPOConfig, vf_coef, ent_coef, n
     eta_loss = temperature_loss(top_adv, eta, vc.vmpo_eps_eta)  # L_eta
     kl = kl_terms(policy.dist, mb.dist, pt.dist)
     alpha_loss, kl_loss = lagrange_losses(alpha, kl, kl_epsilons(vc, policy.dist))  # L_alpha
-    v_loss = value_loss(policy, params, mb)
+    v_loss = value_loss(policy, params, mb, v)
     entropy = jnp.mean(policy.dist.entropy(pt.dist))
     loss = pi_loss + eta_loss + alpha_loss + kl_loss + vf_coef * v_loss - ent_coef * entropy
     info = dict(policy_loss=pi_loss, temperature_loss=eta_loss, alpha_loss=alpha_loss,
