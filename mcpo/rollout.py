@@ -75,7 +75,8 @@ class Rollout(NamedTuple):
     rewards: np.ndarray     # (T, E) rewards used for learning (scaled if norm_reward)
     terminated: np.ndarray  # (T, E)
     truncated: np.ndarray   # (T, E) time-limit ends that are not terminations
-    final_obs: np.ndarray   # (T, E, *obs_shape) normalized last obs of episodes ending at t
+    final_obs: np.ndarray | None  # (T, E, *obs_shape) normalized last obs of episodes ending
+    #                               at t (None: not needed, no truncation in the rollout)
     last_obs: np.ndarray    # (E, *obs_shape) normalized obs after the last step (bootstrap)
 
 
@@ -115,14 +116,13 @@ def prepare_batch(policy, params, ro: Rollout, gamma: float, lam: float) -> Batc
     """Rollout arrays + params -> Batch (theta_old evaluated on all states at once). Pure; the
     Gymnasium path jits it alone (`make_prepare_batch`), the JAX backends inside their loop."""
     T, E = ro.rewards.shape
-    values = policy.value(params, ro.obs)
+    dist, values = policy.dist_and_value(params, ro.obs)
     v_last = policy.value(params, ro.last_obs)
-    v_final = policy.value(params, ro.final_obs)
     dones = jnp.logical_or(ro.terminated, ro.truncated)
     v_next = jnp.concatenate([values[1:], v_last[None]], axis=0)
-    v_next = jnp.where(dones, v_final, v_next)
+    if ro.final_obs is not None:  # None: no truncation in this rollout (see make_prepare_batch)
+        v_next = jnp.where(dones, policy.value(params, ro.final_obs), v_next)
     adv, ret = gae(ro.rewards, values, v_next, ro.terminated, dones, gamma, lam)
-    dist = policy.dist_params(params["actor"], ro.obs)
     logp = policy.dist.log_prob(dist, ro.actions)
     flat = lambda x: x.reshape((T * E,) + x.shape[2:])  # noqa: E731
     return Batch(obs=flat(ro.obs), actions=flat(ro.actions), logp=flat(logp),
@@ -133,9 +133,16 @@ def prepare_batch(policy, params, ro: Rollout, gamma: float, lam: float) -> Batc
 def make_prepare_batch(policy, gamma: float, lam: float):
     """Jitted `prepare_batch(params, ro)`."""
 
-    @jax.jit
+    jitted = jax.jit(lambda params, ro: prepare_batch(policy, params, ro, gamma, lam))
+
     def prepare(params, ro: Rollout) -> Batch:
-        return prepare_batch(policy, params, ro, gamma, lam)
+        # V(final obs) is needed only where an episode was truncated (a termination does not
+        # bootstrap: GAE multiplies it by 0). Most rollouts have none on Atari (episodic life,
+        # 108k-frame limit), where that forward is a third of this call; skipping it changes no
+        # number (0 * V = 0 either way). Two compiled variants.
+        if not np.any(ro.truncated):
+            ro = ro._replace(final_obs=None)
+        return jitted(params, ro)
 
     return prepare
 

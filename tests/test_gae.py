@@ -4,6 +4,7 @@ never stores an autoreset step as a transition."""
 from dataclasses import dataclass
 
 import jax.numpy as jnp
+import jax
 import numpy as np
 import pytest
 
@@ -50,6 +51,9 @@ class ObsValuePolicy:
     def dist_params(self, actor, obs):
         return jnp.zeros(obs.shape[:-1] + (2,))
 
+    def dist_and_value(self, params, obs):
+        return self.dist_params(params["actor"], obs), self.value(params, obs)
+
 
 def _rollout(terminated, truncated):
     T = 3
@@ -78,6 +82,19 @@ def test_prepare_batch_bootstraps_only_on_truncation():
     assert float(trunc.advantages[2]) == pytest.approx(d2)
     assert float(trunc.advantages[0]) == pytest.approx((1 + 0.9 * 2 - 1) + 0.9 * d1_trunc)
     assert float(term.advantages[0]) == pytest.approx((1 + 0.9 * 2 - 1) + 0.9 * d1_term)
+
+
+def test_prepare_batch_skips_the_final_value_forward_without_truncation_and_changes_nothing():
+    """Without a truncation in the rollout the jitted prepare drops V(final obs) (a termination
+    never bootstraps); the batch is bit-identical to the one computed with it."""
+    from mcpo.rollout import prepare_batch
+
+    ro = _rollout([False, True, False], [False, False, False])
+    params = {"actor": {}, "critic": {}}
+    skipped = make_prepare_batch(ObsValuePolicy(), GAMMA, 0.95)(params, ro)
+    full = jax.jit(lambda p, r: prepare_batch(ObsValuePolicy(), p, r, GAMMA, 0.95))(params, ro)
+    for a, b in zip(skipped, full):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def _collect(env_id, T, E):
