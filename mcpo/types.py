@@ -142,8 +142,13 @@ _TYPE_NAMES = {"int": "an integer", "float": "a number", "str": "a string",
 
 def check_type(where: str, type_name: str, value: Any) -> None:
     """ConfigError unless `value` fits the annotation `type_name` of a config field (a string,
-    since the config modules use `from __future__ import annotations`)."""
+    since the config modules use `from __future__ import annotations`); `X | None` also takes
+    None ("not given")."""
     t = str(type_name)
+    if t.endswith(" | None"):
+        if value is None:
+            return
+        t = t.removesuffix(" | None")
     ok = True
     if t == "bool":
         ok = isinstance(value, bool)

@@ -100,7 +100,12 @@ def numeric_fields():
         out += [(spec.config_cls.__name__, name, f) for f in dataclasses.fields(spec.config_cls)]
     out += [("EvalSettings", None, f) for f in dataclasses.fields(EvalSettings)]
     out += [("Settings", None, f) for f in dataclasses.fields(Settings)]
-    return [o for o in out if o[2].type in ("int", "float")]
+    return [o for o in out if value_type(o[2]) in ("int", "float")]
+
+
+def value_type(f) -> str:
+    """A field's type when given: `int | None` (None: not given, e.g. a bench size) is int."""
+    return f.type.removesuffix(" | None")
 
 
 @pytest.mark.parametrize("owner,algo,f", numeric_fields(),
@@ -116,7 +121,7 @@ def beyond(f) -> list[tuple[str, object]]:
     m, out = f.metadata, []
     for side, sign in (("low", -1), ("high", 1)):
         b = m[side]
-        if f.type == "int":
+        if value_type(f) == "int":
             out.append((side, int(b) + sign))
         else:
             out.append((side, float(b) if m[f"{side}_open"]
@@ -129,7 +134,7 @@ def at(f) -> list[object]:
     m, out = f.metadata, []
     for side, sign in (("low", 1), ("high", -1)):
         b = m[side]
-        if f.type == "int":
+        if value_type(f) == "int":
             out.append(int(b))
         else:
             out.append(math.nextafter(float(b), sign * math.inf) if m[f"{side}_open"]

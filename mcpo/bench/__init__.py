@@ -8,10 +8,15 @@ Measures steps per second, in one process and side by side, of
            reward normalization, episode bookkeeping), no update;
   ppo      our PPO training, the `Trainer` running its own loop as `mcpo train` does;
   mcpo     our MCPO training (N = --memory-size, default 10);
-  sb3-ppo  stable-baselines3 PPO with the same sizes, when it is installed (`mcpo[bench]`).
+  sb3-ppo  stable-baselines3 PPO set up as ours, when it is installed (`mcpo[bench]`).
 
-Every system uses the same env ids, num-envs, num-steps, epochs, minibatches and 64x64 tanh
-actor and critic. The machine is assumed shared and noisy, so the method is:
+Each env runs with its family's training preset, what `mcpo train --env-id ENV` uses (sizes,
+network, learning rate, clip, normalization...; `EnvSetting`), and every system on it with the
+same num-envs, num-steps, epochs and minibatches; the bench's size flags override the presets'
+for every env. SB3 mirrors our PPO's config per family (mcpo/bench/sb3.py: MlpPolicy for vector
+envs, its Atari stack and CnnPolicy for Atari, our one-hot encoding for MiniGrid). The targets
+against SB3 are per family (`TARGETS`, docs/design.md §7). The machine is assumed shared and
+noisy, so the method is:
 
 * Per env, every system is built once (setup timed) and runs its first iteration (our JIT
   compile; warm-up for the others), which steady-state figures leave out.
@@ -34,9 +39,11 @@ from mcpo.bench.report import format_report
 from mcpo.bench.results import BenchResult, Build, Sample
 from mcpo.bench.runner import add_arguments, machine_info, run, run_from_args, \
     settings_from_args
-from mcpo.bench.sb3 import make_sb3_ppo, sb3_unavailable
-from mcpo.bench.settings import DEFAULT_ENVS, FULL, QUICK, SYSTEMS, Settings
+from mcpo.bench.sb3 import make_sb3_ppo, sb3_unavailable, sb3_unsupported
+from mcpo.bench.settings import DEFAULT_ENVS, FULL, QUICK, SYSTEMS, TARGETS, EnvSetting, \
+    Settings, targets_for
 
-__all__ = ["BenchResult", "Build", "Sample", "Settings", "DEFAULT_ENVS", "FULL", "QUICK",
-           "SYSTEMS", "add_arguments", "format_report", "machine_info", "make_sb3_ppo", "run",
-           "run_from_args", "sb3_unavailable", "settings_from_args"]
+__all__ = ["BenchResult", "Build", "EnvSetting", "Sample", "Settings", "DEFAULT_ENVS", "FULL",
+           "QUICK", "SYSTEMS", "TARGETS", "add_arguments", "format_report", "machine_info",
+           "make_sb3_ppo", "run", "run_from_args", "sb3_unavailable", "sb3_unsupported",
+           "settings_from_args", "targets_for"]

@@ -6,9 +6,9 @@ import dataclasses
 import json
 import math
 import statistics
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-from mcpo.bench.settings import RATIOS, TARGETS, Settings
+from mcpo.bench.settings import RATIOS, EnvSetting, Settings
 
 @dataclass
 class Build:
@@ -16,6 +16,7 @@ class Build:
 
     system: str
     env_id: str
+    steps_per_iteration: int
     setup_seconds: float
     first_seconds: float
     first_rollout: float = math.nan
@@ -69,6 +70,7 @@ class BenchResult:
     started: str
     seconds: float = math.nan
     complete: bool = True
+    envs: dict[str, EnvSetting] = field(default_factory=dict)  # the envs measured, in order
 
     def of(self, system: str, env_id: str) -> list[Sample]:
         return [x for x in self.samples if x.system == system and x.env_id == env_id]
@@ -84,8 +86,11 @@ class BenchResult:
         return [a[r] / b[r] for r in sorted(a) if r in b]
 
     def summary(self) -> dict:
-        out: dict = {"sps": {}, "ratios": {}, "targets": {}, "split": {}, "setup": {}}
-        for env_id in self.settings.env_ids:
+        """Per "system|env": steps/s, time split and setup; per "num/den|env": ratios; per
+        "system|env": each target's verdict; per env: the targets that apply ({}: none)."""
+        out: dict = {"sps": {}, "ratios": {}, "targets": {}, "split": {}, "setup": {},
+                     "targets_by_env": {e: dict(x.targets) for e, x in self.envs.items()}}
+        for env_id, env in self.envs.items():
             for name in self.settings.systems:
                 key = f"{name}|{env_id}"
                 xs = self.of(name, env_id)
@@ -98,17 +103,16 @@ class BenchResult:
                                   "other_mean")}
                 if b:
                     own = sum(sum(x.seconds) for x in xs)
-                    n = 1 + sum(len(x.seconds) for x in xs)
+                    steps = b.steps_per_iteration * (1 + sum(len(x.seconds) for x in xs))
                     out["setup"][key] = dict(
                         setup_s=b.setup_seconds, first_iteration_s=b.first_seconds,
-                        steps=n * self.settings.batch_size,
-                        sps_with_setup=n * self.settings.batch_size / (
-                            b.setup_seconds + b.first_seconds + own))
+                        steps=steps,
+                        sps_with_setup=steps / (b.setup_seconds + b.first_seconds + own))
             for num, den in RATIOS:
                 r = self.ratios(num, den, env_id)
                 if r:
                     out["ratios"][f"{num}/{den}|{env_id}"] = _stats(r)
-            for name, target in TARGETS:
+            for name, target in env.targets.items():
                 r = self.ratios(name, "sb3-ppo", env_id)
                 if r:
                     med = statistics.median(r)
@@ -119,6 +123,7 @@ class BenchResult:
 
     def to_json(self) -> str:
         return json.dumps({"settings": dataclasses.asdict(self.settings),
+                           "envs": {e: dataclasses.asdict(x) for e, x in self.envs.items()},
                            "machine": self.machine, "started": self.started,
                            "seconds": self.seconds, "complete": self.complete,
                            "notes": self.notes, "summary": self.summary(),

@@ -16,22 +16,27 @@ from pathlib import Path
 
 from mcpo.bench.report import format_report
 from mcpo.bench.results import BenchResult, Build, Sample
-from mcpo.bench.sb3 import sb3_unavailable
-from mcpo.bench.settings import DEFAULT_ENVS, FULL, HOST_BACKENDS, QUICK, SYSTEMS, Settings
+from mcpo.bench.sb3 import sb3_unavailable, sb3_unsupported
+from mcpo.bench.settings import DEFAULT_ENVS, FULL, HOST_BACKENDS, QUICK, SYSTEMS, EnvSetting, \
+    Settings
 from mcpo.bench.systems import BUILD
-from mcpo.envs import check_env_id, make_env
+from mcpo.config import TrainConfig
+from mcpo.envs import check_env_id, make_env, network_kind
+from mcpo.presets import PRESETS
 from mcpo.trainer import enable_compile_cache
 from mcpo.types import EXIT_BAD_INPUT, ConfigError, parse_int
 
-def env_unavailable(env_id: str, backend: str = "gymnasium") -> str | None:
-    """None when the env can be made (on `backend` too); else why not (a missing optional
-    dependency, an id the backend lacks)."""
+def probe_env(s: Settings, env_id: str) -> EnvSetting:
+    """`env_id`'s setting, after making the env once (its observation space gives the network
+    kind). ConfigError when it cannot be made here (a missing optional dependency) or on
+    `s.backend` (an id the backend lacks)."""
+    env = make_env(env_id)
     try:
-        make_env(env_id).close()
-        check_env_id(env_id, backend)
-    except ConfigError as e:
-        return str(e)
-    return None
+        kind = network_kind(env_id, env.observation_space)
+    finally:
+        env.close()
+    check_env_id(env_id, s.backend)
+    return s.env_setting(env_id, kind)
 
 
 def machine_info() -> dict:
@@ -70,13 +75,12 @@ def run(s: Settings, *, log=None) -> BenchResult:
     log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     s.validate()
     notes = []
-    envs = []
+    envs = {}
     for env_id in s.env_ids:
-        why = env_unavailable(env_id, s.backend)
-        if why:
-            notes.append(f"{env_id} skipped: {why}")
-        else:
-            envs.append(env_id)
+        try:
+            envs[env_id] = probe_env(s, env_id)
+        except ConfigError as e:
+            notes.append(f"{env_id} skipped: {e}")
     systems = list(s.systems)
     if "sb3-ppo" in systems:
         why = sb3_unavailable()
@@ -88,12 +92,12 @@ def run(s: Settings, *, log=None) -> BenchResult:
         # the bench builds its Trainer itself), so the compile figures are a first run's.
         enable_compile_cache()
     res = BenchResult(s, machine_info(), [], [], notes,
-                      _dt.datetime.now().astimezone().isoformat(timespec="seconds"))
+                      _dt.datetime.now().astimezone().isoformat(timespec="seconds"), envs=envs)
     t_start = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="mcpo-bench-"))
     try:
         for env_id in envs:
-            _bench_env(s, env_id, systems, workdir, res, log)
+            _bench_env(s, env_id, _systems_on(env_id, systems, notes), workdir, res, log)
     except KeyboardInterrupt:
         res.complete = False
         notes.append("Interrupted: the tables hold the measurements finished before the stop.")
@@ -101,10 +105,19 @@ def run(s: Settings, *, log=None) -> BenchResult:
         shutil.rmtree(workdir, ignore_errors=True)
         res.seconds = time.perf_counter() - t_start
         res.machine["loadavg_end"] = _loadavg()
-    if s.sb3_threads and "sb3-ppo" in systems:
+    if s.sb3_threads and any(b.system == "sb3-ppo" for b in res.builds):
         notes.append(f"SB3 ran with torch.set_num_threads({s.sb3_threads}) "
                      f"(--sb3-threads; 0 keeps torch's default).")
     return res
+
+
+def _systems_on(env_id: str, systems: list[str], notes: list[str]) -> list[str]:
+    """The systems measured on `env_id`: SB3 only on the families it has a setting for."""
+    why = sb3_unsupported(env_id) if "sb3-ppo" in systems else None
+    if why:
+        notes.append(f"sb3-ppo skipped on {env_id}: {why}.")
+        return [x for x in systems if x != "sb3-ppo"]
+    return systems
 
 
 def _bench_env(s: Settings, env_id: str, systems: list[str], workdir: Path, res: BenchResult,
@@ -116,17 +129,19 @@ def _bench_env(s: Settings, env_id: str, systems: list[str], workdir: Path, res:
             built[name] = BUILD[name](s, env_id, workdir)
             setup = time.perf_counter() - t0
             ((first, ro, up),) = built[name].iterate(1)
-            res.builds.append(Build(name, env_id, setup, first, ro, up))
-            log(f"{env_id:<16} {name:<8} built in {setup:.2f} s, first iteration {first:.2f} s")
+            res.builds.append(Build(name, env_id, built[name].steps_per_iteration, setup, first,
+                                    ro, up))
+            log(f"{env_id:<18} {name:<8} built in {setup:.2f} s, first iteration {first:.2f} s")
         for rnd in range(s.rounds):
             k = rnd % len(systems)
             line = []
             for name in systems[k:] + systems[:k]:
                 its = built[name].iterate(s.iterations_of(name))
-                x = Sample(name, env_id, rnd, s.batch_size, *map(list, zip(*its)))
+                x = Sample(name, env_id, rnd, built[name].steps_per_iteration,
+                           *map(list, zip(*its)))
                 res.samples.append(x)
                 line.append(f"{name} {x.sps:,.0f}")
-            log(f"{env_id:<16} round {rnd + 1}/{s.rounds}: " + ", ".join(line) + " steps/s")
+            log(f"{env_id:<18} round {rnd + 1}/{s.rounds}: " + ", ".join(line) + " steps/s")
     finally:
         for system in built.values():
             system.close()
@@ -142,28 +157,41 @@ def _int(s: str) -> int:
 _INT = _int
 
 
+def _preset_default(name: str) -> str:
+    """'(default: the env's family preset: classic 1, ...)' for a size flag, from the presets."""
+    values = ", ".join(f"{p.name} {p.shared.get(name, getattr(TrainConfig, name))}"
+                       for p in PRESETS.values())
+    return f"(default: the env's family preset: {values})"
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.description = (
         "Steps per second, side by side in one process, of: the bare vector env (random "
         "actions), our rollout alone, our PPO and MCPO training, and stable-baselines3 PPO when "
-        "installed, with the same env, sizes and 64x64 tanh networks. The systems take turns, "
+        "installed. Each env runs with its family's training preset (what `mcpo train --env-id "
+        "ENV` uses: sizes, networks, normalization), SB3 set up the same way; the size flags "
+        "below override it for every env. The systems take turns, "
         "round after round; the report gives median [min-max] over rounds, ratios paired "
         "within a round, the targets of docs/design.md §7 and where the time goes. Method: "
         "mcpo/bench/; recorded results: benchmarks/RESULTS.md.")
     p.epilog = ("examples:\n"
                 "  mcpo bench                          # the recorded setting, ~4-6 min\n"
                 "  mcpo bench --quick                  # ~1 min smoke\n"
+                "  mcpo bench --env-ids Pendulum-v1 HalfCheetah-v5 BipedalWalker-v3 \\\n"
+                "      MiniGrid-Unlock-v0 ALE/Breakout-v5   # one env per family, ~35 min\n"
                 "  mcpo bench --env-ids Pendulum-v1 --num-envs 8 --num-steps 256 --json b.json")
     p.add_argument("--env-ids", nargs="+", default=list(DEFAULT_ENVS), metavar="ENV",
                    help="Gymnasium env ids; one whose optional dependency is missing is "
                    "skipped with a note (default: %(default)s)")
-    p.add_argument("--num-envs", type=_INT, default=1, help="parallel envs (default: 1)")
-    p.add_argument("--num-steps", type=_INT, default=2048,
-                   help="steps per env per rollout, T (default: 2048)")
-    p.add_argument("--update-epochs", type=_INT, default=10, help="epochs K (default: 10)")
-    p.add_argument("--num-minibatches", type=_INT, default=32,
-                   help="minibatches per epoch (default: 32)")
+    p.add_argument("--num-envs", type=_INT, default=None,
+                   help="parallel envs " + _preset_default("num_envs"))
+    p.add_argument("--num-steps", type=_INT, default=None,
+                   help="steps per env per rollout, T " + _preset_default("num_steps"))
+    p.add_argument("--update-epochs", type=_INT, default=None,
+                   help="epochs K " + _preset_default("update_epochs"))
+    p.add_argument("--num-minibatches", type=_INT, default=None,
+                   help="minibatches per epoch " + _preset_default("num_minibatches"))
     p.add_argument("--memory-size", type=_INT, default=10, help="MCPO's N (default: 10)")
     p.add_argument("--rounds", type=_INT, default=None,
                    help=f"rounds per env; in each, every system takes its turn (default: "
@@ -188,8 +216,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="let our trainers use the persistent XLA compile cache (default: "
                    "compile cold, so the first-iteration figures are a first run's)")
     p.add_argument("--quick", action="store_true",
-                   help=f"~1 minute smoke: {QUICK['rounds']} rounds of {QUICK['iterations']} "
-                   f"iteration ({QUICK['sb3_iterations']} for SB3); explicit flags win")
+                   help=f"smoke run (~1 minute on the default envs): {QUICK['rounds']} rounds "
+                   f"of {QUICK['iterations']} iteration ({QUICK['sb3_iterations']} for SB3); "
+                   f"explicit flags win")
     p.add_argument("--json", metavar="FILE", default=None,
                    help="also write settings, machine, every measurement and the summary as "
                    "JSON to FILE")

@@ -1,6 +1,7 @@
 """The systems `mcpo bench` measures: build (setup), then `iterate(n)` -> [(wall, rollout,
-update)] per iteration. Our trainers run their own loop in a thread and take turns through the
-trainer's public `Callback` hooks."""
+update)] per iteration of `steps_per_iteration` steps. Every system on an env takes its sizes
+from the config of our PPO run there (`Settings.train_config`). Our trainers run their own loop
+in a thread and take turns through the trainer's public `Callback` hooks."""
 
 from __future__ import annotations
 
@@ -24,17 +25,18 @@ class EnvOnly:
     """The vector env alone, uniform random actions drawn in one call per iteration."""
 
     def __init__(self, s: "Settings", env_id: str, workdir: Path):
-        self.s = s
-        self.vec = make_backend_vec_env(env_id, s.num_envs, s.backend)
-        self.vec.reset(env_seeds(s.seed, 0, s.num_envs))
-        self.rng = np.random.default_rng([s.seed, 7])
+        cfg = s.train_config("ppo", env_id)
+        self.shape = (cfg.num_steps, cfg.num_envs)
+        self.steps_per_iteration = cfg.batch_size
+        self.vec = make_backend_vec_env(env_id, cfg.num_envs, cfg.backend, cfg.vec_env)
+        self.vec.reset(env_seeds(cfg.seed, 0, cfg.num_envs))
+        self.rng = np.random.default_rng([cfg.seed, 7])
 
     def iterate(self, n: int) -> list[tuple[float, float, float]]:
         out = []
         for _ in range(n):
             t = time.perf_counter()
-            actions = _random_actions(self.vec.single_action_space, self.rng,
-                                      (self.s.num_steps, self.s.num_envs))
+            actions = _random_actions(self.vec.single_action_space, self.rng, self.shape)
             for a in actions:
                 self.vec.step(a)
             dt = time.perf_counter() - t
@@ -58,17 +60,18 @@ class RolloutOnly:
 
     def __init__(self, s: "Settings", env_id: str, workdir: Path):
         cfg = s.train_config("ppo", env_id)
-        self.np, self.seed, self.it = np, s.seed, 0
-        self.vec = make_backend_vec_env(env_id, s.num_envs, s.backend)
+        self.np, self.seed, self.it = np, cfg.seed, 0
+        self.steps_per_iteration = cfg.batch_size
+        self.vec = make_backend_vec_env(env_id, cfg.num_envs, cfg.backend, cfg.vec_env)
         space = self.vec.single_observation_space
-        policy = make_policy(space, self.vec.single_action_space, s.hidden_sizes,
+        policy = make_policy(space, self.vec.single_action_space, cfg.hidden_sizes,
                              network_kind(env_id, space))
-        params = jax.jit(policy.init)(jax.random.PRNGKey(s.seed))
+        params = jax.jit(policy.init)(jax.random.PRNGKey(cfg.seed))
         self.actor = policy.host_params(params["actor"])
         self.collector = Collector(self.vec, policy, num_steps=cfg.num_steps, gamma=cfg.gamma,
                                    norm_obs=cfg.norm_obs, norm_reward=cfg.norm_reward,
                                    clip_obs=cfg.clip_obs, clip_reward=cfg.clip_reward)
-        self.collector.start(s.seed, 0)
+        self.collector.start(cfg.seed, 0)
 
     def iterate(self, n: int) -> list[tuple[float, float, float]]:
         out = []
@@ -95,6 +98,7 @@ class Ours:
         self.done: queue.Queue = queue.Queue()
         run_dir = workdir / f"{algo}-{env_id}"
         cfg = s.train_config(algo, env_id, str(run_dir)).validate()
+        self.steps_per_iteration = cfg.batch_size
         self.trainer = Trainer(cfg, run_dir, [_TakeTurns(self.go, self.done)])
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         self.thread = threading.Thread(target=self._run, name=f"bench-{algo}-{env_id}",
