@@ -99,6 +99,7 @@ def make_sb3_ppo(cfg: TrainConfig):
     `mcpo.make_config("ppo", env_id)`); the module docstring says how, per family."""
     import torch
     from stable_baselines3 import PPO
+    from stable_baselines3.common.logger import Logger
     from stable_baselines3.common.utils import LinearSchedule
 
     why = sb3_unsupported(cfg.env_id)
@@ -108,13 +109,17 @@ def make_sb3_ppo(cfg: TrainConfig):
     h = list(cfg.hidden_sizes)
     net = {} if atari else dict(net_arch=dict(pi=h, vf=h), activation_fn=torch.nn.Tanh)
     lr = LinearSchedule(cfg.learning_rate, 0.0, 1.0) if cfg.anneal_lr else cfg.learning_rate
-    return PPO("CnnPolicy" if atari else "MlpPolicy", _sb3_env(cfg), n_steps=cfg.num_steps,
+    model = PPO("CnnPolicy" if atari else "MlpPolicy", _sb3_env(cfg), n_steps=cfg.num_steps,
                batch_size=cfg.minibatch_size, n_epochs=cfg.update_epochs, learning_rate=lr,
                gamma=cfg.gamma, gae_lambda=cfg.gae_lambda, clip_range=cfg.algo_config.clip_coef,
                ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
                normalize_advantage=cfg.norm_adv,
                policy_kwargs=dict(net, optimizer_kwargs=dict(eps=cfg.adam_eps)),
                device="cpu", seed=cfg.seed, verbose=0)
+    # A logger with no outputs: SB3's default one creates a directory SB3-<date> in /tmp for
+    # every model, even with verbose=0.
+    model.set_logger(Logger(folder=None, output_formats=[]))
+    return model
 
 
 def _sb3_env(cfg: TrainConfig):
