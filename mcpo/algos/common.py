@@ -13,6 +13,7 @@ from typing import Any, Callable, Mapping, NamedTuple
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
 
 from mcpo.rollout import Batch
 
@@ -176,28 +177,75 @@ def finite_leaves(state) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
+# The optimizer on one flat vector
+# ----------------------------------------------------------------------------------------------
+class Flat(NamedTuple):
+    """Parameters and optimizer state with every parameter-shaped pytree raveled to one vector
+    (`flatten`), and `unravel`: vector -> parameter pytree."""
+
+    params: jax.Array
+    opt_state: Any
+    unravel: Callable
+
+
+def _shaped_like(tree) -> Callable:
+    treedef = jax.tree.structure(tree)
+    return lambda x: jax.tree.structure(x) == treedef
+
+
+def flatten(params, opt_state) -> Flat:
+    """Ravel the parameters and the optimizer state's parameter-shaped parts (Adam's moments).
+
+    Adam and global-norm clipping are elementwise or global, so the optimizer gives the same
+    result on the vector (to float summation order); its loop then runs a few kernels per
+    step instead of a few per leaf (measured: PPO's Pendulum update -11%)."""
+    flat, unravel = ravel_pytree(params)
+    like = _shaped_like(params)
+    opt_flat = jax.tree.map(lambda x: ravel_pytree(x)[0] if like(x) else x, opt_state,
+                            is_leaf=like)
+    return Flat(flat, opt_flat, unravel)
+
+
+def unflatten(flat: Flat, like_opt_state) -> tuple[Any, Any]:
+    """(params, opt_state) back in the layout of `like_opt_state` (the state `flatten` took):
+    the learner state and its checkpoints keep their pytree layout."""
+    params = flat.unravel(flat.params)
+    like = _shaped_like(params)
+    opt_state = jax.tree.map(lambda t, f: flat.unravel(f) if like(t) else f, like_opt_state,
+                             flat.opt_state, is_leaf=like)
+    return params, opt_state
+
+
+# ----------------------------------------------------------------------------------------------
 # The generic first-order update (PPO, KL-Fixed, KL-Adaptive, ...)
 # ----------------------------------------------------------------------------------------------
 def make_minibatch_update(cfg, policy, loss_fn, post_update=None):
     """Build `update(state, batch) -> (state, stats)` from a pure loss.
 
     loss_fn(params, algo_state, mb) -> (loss, info); post_update(state, batch) ->
-    (state, stats) runs once after the K epochs (e.g. KL-Adaptive's beta rule).
+    (state, stats) runs once after the K epochs (e.g. KL-Adaptive's beta rule). The epochs
+    run on the flat parameter vector (`flatten`); the loss sees the parameter pytree.
     """
     tx = make_optimizer(cfg)
 
-    def step(state: TrainState, mb: Batch):
-        (_, info), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state.algo,
-                                                                     mb)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        info = dict(info, grad_norm=optax.global_norm(grads))
-        return state._replace(params=optax.apply_updates(state.params, updates),
-                              opt_state=opt_state, n_updates=state.n_updates + 1), info
-
     def update(state: TrainState, batch: Batch):
+        start = flatten(state.params, state.opt_state)
+
+        def step(carry, mb: Batch):
+            params, opt_state, n = carry
+            (_, info), grads = jax.value_and_grad(
+                lambda p: loss_fn(start.unravel(p), state.algo, mb), has_aux=True)(params)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            info = dict(info, grad_norm=optax.global_norm(grads))
+            return (params + updates, opt_state, n + 1), info
+
         key, k_perm = jax.random.split(state.key)
-        state, info = minibatch_epochs(state._replace(key=key), batch, k_perm,
-                                       cfg.update_epochs, cfg.num_minibatches, step)
+        (params, opt_state, n), info = minibatch_epochs(
+            (start.params, start.opt_state, state.n_updates), batch, k_perm, cfg.update_epochs,
+            cfg.num_minibatches, step)
+        params, opt_state = unflatten(start._replace(params=params, opt_state=opt_state),
+                                      state.opt_state)
+        state = state._replace(params=params, opt_state=opt_state, key=key, n_updates=n)
         stats = mean_over_steps(info)
         stats.update(batch_diagnostics(policy, state.params, batch))
         if post_update is not None:
