@@ -20,7 +20,7 @@ from mcpo.bench.sb3 import sb3_unavailable
 from mcpo.bench.settings import DEFAULT_ENVS, FULL, HOST_BACKENDS, QUICK, SYSTEMS, Settings
 from mcpo.bench.systems import BUILD
 from mcpo.envs import check_env_id, make_env
-from mcpo.trainer import enable_compile_cache
+from mcpo.trainer import prepare_jax
 from mcpo.types import EXIT_BAD_INPUT, ConfigError, parse_int
 
 def env_unavailable(env_id: str, backend: str = "gymnasium") -> str | None:
@@ -83,10 +83,9 @@ def run(s: Settings, *, log=None) -> BenchResult:
         if why:
             notes.append(f"sb3-ppo skipped: {why}.")
             systems.remove("sb3-ppo")
-    if s.compile_cache:
-        # Otherwise our runs compile cold (mcpo.train would enable the persistent XLA cache;
-        # the bench builds its Trainer itself), so the compile figures are a first run's.
-        enable_compile_cache()
+    # As mcpo.train does (the bench builds its Trainer itself); without the compile cache our
+    # runs compile cold, so the compile figures are a first run's.
+    prepare_jax(compile_cache=s.compile_cache)
     res = BenchResult(s, machine_info(), [], [], notes,
                       _dt.datetime.now().astimezone().isoformat(timespec="seconds"))
     t_start = time.perf_counter()
