@@ -551,6 +551,31 @@ class Trainer:
 # ---------------------------------------------------------------------------------------------
 # Entry points
 # ---------------------------------------------------------------------------------------------
+def unroll_threefry_on_cpu() -> None:
+    """Lower JAX's threefry PRNG on CPU unrolled, as JAX does on other platforms.
+
+    On CPU JAX lowers it as a rolled 5-iteration while loop (less to compile); XLA's CPU
+    runtime then launches ~80 small kernels per random call, and the gymnax rollout makes 5
+    calls per step. Same bits either way; measured (paired, 1 seed, Pendulum PPO, same compile
+    time): rollout -33%, whole iteration -16%. Private JAX API (jax is pinned): skipped if it
+    moved."""
+    try:
+        from jax._src.interpreters import mlir
+        from jax._src.random import threefry2x32 as threefry
+        mlir.register_lowering(threefry.threefry2x32_p, threefry._threefry2x32_lowering_rule,
+                               platform="cpu")
+    except (ImportError, AttributeError):
+        pass
+
+
+def prepare_jax(compile_cache: bool = True) -> None:
+    """What a training entry point sets up in JAX before compiling: the unrolled threefry
+    lowering and (`compile_cache`) the persistent compile cache."""
+    unroll_threefry_on_cpu()
+    if compile_cache:
+        enable_compile_cache()
+
+
 def enable_compile_cache() -> None:
     """Persist compiled XLA programs across processes (a repeated run starts ~5 s faster).
 
@@ -581,7 +606,7 @@ def train(config: TrainConfig | None = None, *, overwrite: bool = False,
     signals = StopSignals()
     with signals:
         cfg.validate()
-        enable_compile_cache()
+        prepare_jax()
         run_dir = Path(cfg.run_dir) if cfg.run_dir else default_run_dir(cfg)
         check_new(run_dir, overwrite)
         cfg = cfg.replace(run_dir=str(run_dir))
@@ -617,7 +642,7 @@ def resume(run_dir, total_timesteps: int | None = None, *, resume_from: str | No
                                   f"{meta['iteration']} x the batch of {cfg.batch_size} "
                                   f"({run_dir / CONFIG}); one of them was edited.")
         new = resumed_config(cfg, total_timesteps, progress, done, ckpt)
-        enable_compile_cache()
+        prepare_jax()
         recorded = recorded_result(run_dir, cfg, new, done, resume_from)
         if recorded is not None:
             return recorded

@@ -203,6 +203,36 @@ def test_every_method_traces_inside_the_vmapped_jitted_loop(algo):
     assert metrics["stats"]["value_loss"].shape == (2,)
 
 
+def test_the_unrolled_threefry_lowering_gives_the_same_iteration_bit_for_bit():
+    """mcpo.trainer.unroll_threefry_on_cpu (what training sets up) changes speed, not bits: one
+    PPO iteration (rollout, shuffles, update) with JAX's rolled CPU lowering and with it."""
+    from jax._src.interpreters import mlir
+    from jax._src.random import threefry2x32 as threefry
+
+    from mcpo.trainer import unroll_threefry_on_cpu
+
+    cfg = mcpo.make_config("ppo", "Pendulum-v1", backend="gymnax", num_envs=2, num_steps=64,
+                           num_minibatches=4, update_epochs=2, total_timesteps=128)
+    env = make_jax_env("gymnax", "Pendulum-v1")
+    loop = Loop(cfg, ALGOS["ppo"], make_policy(env.observation_space, env.action_space), env,
+                100)
+    state = jax.jit(loop.init)(jax.random.PRNGKey(3))
+    out = {}
+    try:
+        for unrolled in (False, True):
+            if unrolled:
+                unroll_threefry_on_cpu()
+            else:
+                mlir.register_lowering(threefry.threefry2x32_p,
+                                       threefry._threefry2x32_cpu_lowering_rule, platform="cpu")
+            # a new function each time, so JAX lowers it again
+            out[unrolled] = jax.device_get(jax.jit(lambda s: loop.iteration(s))(state))
+    finally:
+        unroll_threefry_on_cpu()
+    for a, b in zip(jax.tree.leaves(out[False]), jax.tree.leaves(out[True])):
+        np.testing.assert_array_equal(a, b)
+
+
 # --------------------------------------------------------------------------------------------
 # Seeds, resume, load and eval through the API and CLI
 # --------------------------------------------------------------------------------------------

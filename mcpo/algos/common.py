@@ -7,12 +7,14 @@ optionally a `post_update` hook; `make_minibatch_update` turns them into the who
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
+from jax.flatten_util import ravel_pytree
 
 from mcpo.rollout import Batch
 
@@ -76,25 +78,54 @@ def init_train_state(cfg, policy, key, algo_state_fn=lambda params: ()) -> Train
 # ----------------------------------------------------------------------------------------------
 # Epochs x minibatches
 # ----------------------------------------------------------------------------------------------
+def stable_argsort_u32(keys):
+    """`jnp.argsort(keys, stable=True)` of a 1-D uint32 array, as an LSD radix sort whose
+    passes each sort ONE uint32 array of distinct values (digit, position): XLA's CPU sort of a
+    single integer operand is ~5x faster than its key-value sort (measured)."""
+    n = keys.shape[0]
+    b = max(1, (n - 1).bit_length())  # bits of a position
+    d = 32 - b                         # bits of a digit beside it
+    pos = jnp.arange(n, dtype=jnp.uint32)
+    order = pos
+    for shift in range(0, 32, d):
+        digit = (keys[order] >> shift) & jnp.uint32((1 << d) - 1)
+        order = order[jax.lax.sort((digit << b) | pos) & jnp.uint32((1 << b) - 1)]
+    return order.astype(jnp.int32)
+
+
+def permutation(key, n: int):
+    """`jax.random.permutation(key, n)`, the same values (its rounds of sorting by random
+    uint32 keys, jax 0.10.2), with the stable sorts done by `stable_argsort_u32`: the epochs'
+    shuffles of PPO's Pendulum update 6.7 -> 2.6 ms (measured)."""
+    rounds = math.ceil(3 * math.log(max(1, n)) / math.log(2**32 - 1))
+    x = jnp.arange(n)
+    for _ in range(rounds):
+        key, sub = jax.random.split(key)
+        x = x[stable_argsort_u32(jax.random.bits(sub, (n,), jnp.uint32))]
+    return x
+
+
 def minibatch_epochs(carry, batch, key, n_epochs: int, n_minibatches: int, step_fn,
-                     with_next: bool = False):
+                     with_next: bool = False, unroll: int = 1):
     """Run `step_fn(carry, minibatch) -> (carry, info)` over `n_epochs` random partitions of
     the batch into `n_minibatches`; one nested `lax.scan`. Returns (carry, info stacked
     (n_epochs, n_minibatches, ...)). `with_next`: step_fn gets (minibatch, the epoch's next
-    minibatch), the last one paired with the first."""
+    minibatch), the last one paired with the first. `unroll`: of the minibatch scan."""
     B = batch.obs.shape[0]
     mb = B // n_minibatches
+    # All epochs' permutations in one batched call before the loop, the same permutations as
+    # one call per epoch (measured: PPO's Pendulum update -5%).
+    perms = jax.vmap(lambda k: permutation(k, B))(jax.random.split(key, n_epochs))
 
-    def epoch(c, k):
-        perm = jax.random.permutation(k, B)
+    def epoch(c, perm):
         shuffled = jax.tree.map(
             lambda x: jnp.take(x, perm, axis=0).reshape((n_minibatches, mb) + x.shape[1:]),
             batch)
         if with_next:
             shuffled = (shuffled, jax.tree.map(lambda x: jnp.roll(x, -1, axis=0), shuffled))
-        return jax.lax.scan(step_fn, c, shuffled)
+        return jax.lax.scan(step_fn, c, shuffled, unroll=unroll)
 
-    return jax.lax.scan(epoch, carry, jax.random.split(key, n_epochs))
+    return jax.lax.scan(epoch, carry, perms)
 
 
 def mean_over_steps(info: dict) -> dict:
@@ -174,28 +205,76 @@ def finite_leaves(state) -> dict:
 
 
 # ----------------------------------------------------------------------------------------------
+# The optimizer on one flat vector
+# ----------------------------------------------------------------------------------------------
+class Flat(NamedTuple):
+    """Parameters and optimizer state with every parameter-shaped pytree raveled to one vector
+    (`flatten`), and `unravel`: vector -> parameter pytree."""
+
+    params: jax.Array
+    opt_state: Any
+    unravel: Callable
+
+
+def _shaped_like(tree) -> Callable:
+    treedef = jax.tree.structure(tree)
+    return lambda x: jax.tree.structure(x) == treedef
+
+
+def flatten(params, opt_state) -> Flat:
+    """Ravel the parameters and the optimizer state's parameter-shaped parts (Adam's moments).
+
+    Adam and global-norm clipping are elementwise or global, so the optimizer gives the same
+    result on the vector (to float summation order); its loop then runs a few kernels per
+    step instead of a few per leaf (measured: PPO's Pendulum update -11%)."""
+    flat, unravel = ravel_pytree(params)
+    like = _shaped_like(params)
+    opt_flat = jax.tree.map(lambda x: ravel_pytree(x)[0] if like(x) else x, opt_state,
+                            is_leaf=like)
+    return Flat(flat, opt_flat, unravel)
+
+
+def unflatten(flat: Flat, like_opt_state) -> tuple[Any, Any]:
+    """(params, opt_state) back in the layout of `like_opt_state` (the state `flatten` took):
+    the learner state and its checkpoints keep their pytree layout."""
+    params = flat.unravel(flat.params)
+    like = _shaped_like(params)
+    opt_state = jax.tree.map(lambda t, f: flat.unravel(f) if like(t) else f, like_opt_state,
+                             flat.opt_state, is_leaf=like)
+    return params, opt_state
+
+
+# ----------------------------------------------------------------------------------------------
 # The generic first-order update (PPO, KL-Fixed, KL-Adaptive, ...)
 # ----------------------------------------------------------------------------------------------
 def make_minibatch_update(cfg, policy, loss_fn, post_update=None):
     """Build `update(state, batch) -> (state, stats)` from a pure loss.
 
     loss_fn(params, algo_state, mb) -> (loss, info); post_update(state, batch) ->
-    (state, stats) runs once after the K epochs (e.g. KL-Adaptive's beta rule).
+    (state, stats) runs once after the K epochs (e.g. KL-Adaptive's beta rule). The epochs
+    run on the flat parameter vector (`flatten`); the loss sees the parameter pytree.
     """
     tx = make_optimizer(cfg)
 
-    def step(state: TrainState, mb: Batch):
-        (_, info), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params, state.algo,
-                                                                     mb)
-        updates, opt_state = tx.update(grads, state.opt_state, state.params)
-        info = dict(info, grad_norm=optax.global_norm(grads))
-        return state._replace(params=optax.apply_updates(state.params, updates),
-                              opt_state=opt_state, n_updates=state.n_updates + 1), info
-
     def update(state: TrainState, batch: Batch):
+        start = flatten(state.params, state.opt_state)
+
+        def step(carry, mb: Batch):
+            params, opt_state, n = carry
+            (_, info), grads = jax.value_and_grad(
+                lambda p: loss_fn(start.unravel(p), state.algo, mb), has_aux=True)(params)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            info = dict(info, grad_norm=optax.global_norm(grads))
+            return (params + updates, opt_state, n + 1), info
+
         key, k_perm = jax.random.split(state.key)
-        state, info = minibatch_epochs(state._replace(key=key), batch, k_perm,
-                                       cfg.update_epochs, cfg.num_minibatches, step)
+        # two minibatch steps per loop iteration (measured: PPO's Pendulum update -5%)
+        (params, opt_state, n), info = minibatch_epochs(
+            (start.params, start.opt_state, state.n_updates), batch, k_perm, cfg.update_epochs,
+            cfg.num_minibatches, step, unroll=2)
+        params, opt_state = unflatten(start._replace(params=params, opt_state=opt_state),
+                                      state.opt_state)
+        state = state._replace(params=params, opt_state=opt_state, key=key, n_updates=n)
         stats = mean_over_steps(info)
         stats.update(batch_diagnostics(policy, state.params, batch))
         if post_update is not None:

@@ -23,7 +23,7 @@ from mcpo.bench.systems import BUILD
 from mcpo.config import TrainConfig
 from mcpo.envs import check_env_id, make_env, network_kind
 from mcpo.presets import PRESETS
-from mcpo.trainer import enable_compile_cache
+from mcpo.trainer import prepare_jax
 from mcpo.types import EXIT_BAD_INPUT, ConfigError, parse_int
 
 def probe_env(s: Settings, env_id: str) -> EnvSetting:
@@ -87,10 +87,9 @@ def run(s: Settings, *, log=None) -> BenchResult:
         if why:
             notes.append(f"sb3-ppo skipped: {why}.")
             systems.remove("sb3-ppo")
-    if s.compile_cache:
-        # Otherwise our runs compile cold (mcpo.train would enable the persistent XLA cache;
-        # the bench builds its Trainer itself), so the compile figures are a first run's.
-        enable_compile_cache()
+    # As mcpo.train does (the bench builds its Trainer itself); without the compile cache our
+    # runs compile cold, so the compile figures are a first run's.
+    prepare_jax(compile_cache=s.compile_cache)
     res = BenchResult(s, machine_info(), [], [], notes,
                       _dt.datetime.now().astimezone().isoformat(timespec="seconds"), envs=envs)
     t_start = time.perf_counter()

@@ -51,7 +51,7 @@ from mcpo.rundir import (CKPT_DIR, LATEST, RunDir, check_new, crossed_snapshot,
                          find_checkpoint, snapshot_name)
 from mcpo.trainer import (CHECKPOINT_FORMAT, RECENT_EPISODES, Callback, RunResult,
                           TrainingInterrupted, check_checkpoint_meta, checkpoint_note,
-                          enable_compile_cache, install_stop_handlers, record_resume,
+                          install_stop_handlers, prepare_jax, record_resume,
                           recorded_result, resumed_config, write_result)
 from mcpo.types import CheckpointError, ConfigError, NonFiniteError
 
@@ -440,7 +440,7 @@ def train_group(cfgs: Sequence[TrainConfig], *, overwrite: bool = False,
     Everything is checked before any directory is created."""
     cfgs = [c.validate() for c in cfgs]
     check_group(cfgs)
-    enable_compile_cache()
+    prepare_jax()
     for c in cfgs:
         check_new(Path(c.run_dir), overwrite)
     runner = GroupRunner(cfgs, callbacks)
@@ -475,7 +475,7 @@ def resume_group(run_dirs: Sequence, total_timesteps: int | None = None, *,
                               f"cannot continue as one group; resume them one by one.")
         news = [resumed_config(c, total_timesteps, progress, n, p)
                 for c, n, p in zip(cfgs, done, ckpts)]
-        enable_compile_cache()
+        prepare_jax()
         recorded = [recorded_result(d, c, n_, n, resume_from)
                     for d, c, n_, n in zip(dirs, cfgs, news, done)]
         if all(r is not None for r in recorded):

@@ -1,0 +1,101 @@
+"""The shared update machinery (mcpo.algos.common): the epochs' shuffles equal
+jax.random.permutation's, the optimizer on the flat parameter vector equals it on the pytree,
+and the learner state keeps its layout."""
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import mcpo
+from mcpo.algos import ALGOS
+from mcpo.algos.common import (flatten, make_optimizer, permutation, stable_argsort_u32,
+                               unflatten)
+from mcpo.algos.kl import kl_penalty_loss
+from mcpo.algos.ppo import ppo_loss
+from mcpo.distributions import DiagGaussian
+from mcpo.networks import MLPActorCritic
+from mcpo.rollout import Batch
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 64, 1000, 2048, 5000, 70_000])
+def test_permutation_is_jax_random_permutation(n):
+    for seed in range(3):
+        key = jax.random.PRNGKey(seed)
+        np.testing.assert_array_equal(jax.jit(permutation, static_argnums=1)(key, n),
+                                      jax.random.permutation(key, n))
+
+
+@pytest.mark.parametrize("n,high", [(5, 2), (100, 10), (2048, 300), (2048, 2**32)])
+def test_stable_argsort_breaks_ties_by_position(n, high):
+    keys = np.random.default_rng(n).integers(0, high, n, dtype=np.uint64).astype(np.uint32)
+    np.testing.assert_array_equal(jax.jit(stable_argsort_u32)(jnp.asarray(keys)),
+                                  np.argsort(keys, kind="stable"))
+
+
+def _problem():
+    policy = MLPActorCritic(obs_dim=3, dist=DiagGaussian(2), hidden_sizes=(8, 8))
+    k = jax.random.split(jax.random.PRNGKey(0), 5)
+    params = policy.init(k[0])
+    obs = jax.random.normal(k[1], (32, 3))
+    d = policy.dist_params(params["actor"], obs)
+    actions = policy.dist.sample(k[2], d)
+    adv = jax.random.normal(k[3], (32,))
+    batch = Batch(obs=obs, actions=actions, logp=policy.dist.log_prob(d, actions), dist=d,
+                  values=jnp.zeros(32), advantages=adv, returns=adv + 1.0)
+    return policy, params, batch
+
+
+def test_flatten_and_unflatten_round_trip_the_learner_state():
+    policy, params, _ = _problem()
+    cfg = mcpo.make_config("ppo", "Pendulum-v1")
+    opt_state = make_optimizer(cfg).init(params)
+    flat = flatten(params, opt_state)
+    assert flat.params.ndim == 1
+    assert all(x.ndim <= 1 for x in jax.tree.leaves(flat.opt_state))
+    back = unflatten(flat, opt_state)
+    assert jax.tree.structure(back) == jax.tree.structure((params, opt_state))
+    for a, b in zip(jax.tree.leaves(back), jax.tree.leaves((params, opt_state))):
+        np.testing.assert_array_equal(a, b)
+
+
+def _loss(algo, cfg, policy):
+    common = dict(policy=policy, vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef,
+                  norm_adv=cfg.norm_adv)
+    if algo == "ppo":
+        return partial(ppo_loss, clip_coef=cfg.algo_config.clip_coef, **common)
+    return partial(kl_penalty_loss, **common)
+
+
+@pytest.mark.parametrize("algo", ["ppo", "kl-fixed"])
+def test_the_flat_update_equals_the_optimizer_on_the_parameter_pytree(algo):
+    """make_minibatch_update against the plain formulation: optax on the pytree, the same
+    shuffles, minibatch by minibatch."""
+    policy, params, batch = _problem()
+    cfg = mcpo.make_config(algo, "Pendulum-v1", num_steps=32, num_minibatches=4,
+                           update_epochs=3, total_timesteps=64)
+    spec = ALGOS[algo]
+    state = spec.init(cfg, policy, jax.random.PRNGKey(1))._replace(params=params)
+    state = state._replace(opt_state=make_optimizer(cfg).init(params))
+    new, stats = jax.jit(spec.make_update(cfg, policy))(state, batch)
+
+    tx, loss = make_optimizer(cfg), _loss(algo, cfg, policy)
+    p, o = state.params, state.opt_state
+    _, k_perm = jax.random.split(state.key)
+    grad_norms = []
+    for k in jax.random.split(k_perm, cfg.update_epochs):
+        perm = jax.random.permutation(k, 32)
+        for i in range(cfg.num_minibatches):
+            mb = jax.tree.map(lambda x: x[perm[i * 8:(i + 1) * 8]], batch)
+            g = jax.grad(lambda q: loss(q, state.algo, mb)[0])(p)
+            grad_norms.append(optax.global_norm(g))
+            u, o = tx.update(g, o, p)
+            p = optax.apply_updates(p, u)
+    for a, b in zip(jax.tree.leaves((new.params, new.opt_state)), jax.tree.leaves((p, o))):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert jax.tree.structure(new) == jax.tree.structure(state)
+    assert int(new.n_updates) == cfg.update_epochs * cfg.num_minibatches
+    np.testing.assert_allclose(stats["grad_norm"], np.mean(grad_norms), rtol=1e-5)
