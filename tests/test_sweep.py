@@ -348,3 +348,64 @@ def test_env_ids_are_checked_against_the_backend_the_spec_sets(tmp_path):
     with pytest.raises(ConfigError, match=r"line 6: .*provided by --backend xminigrid"):
         parse_spec(spec.replace("  backend: xminigrid\n", "  learning_rate: 1e-3\n"),
                    "x.yaml", tmp_path)
+
+
+@pytest.mark.slow
+def test_sigint_stops_a_sweep_started_with_sigint_ignored(tmp_path):
+    # `nohup mcpo sweep ... &` (or a script's `&`) starts the sweep with SIGINT ignored; a
+    # later `kill -INT` must still stop the sweep (runs checkpointed and marked interrupted,
+    # no further run started), not only its workers' current runs.
+    import os
+    import signal
+    import time
+    spec = tmp_path / "s.yaml"
+    spec.write_text("name: bg\nseeds: [1, 2, 3, 4]\nflags: {total_timesteps: 1e6, "
+                    "num_steps: 256, num_minibatches: 4, update_epochs: 1, "
+                    "eval_episodes: 0, snapshots: 0, checkpoint_every: 1, "
+                    "tensorboard: false}\nenvs: {Pendulum-v1: {}}\n"
+                    "methods: {PPO: {algo: ppo}}\n")
+    out = tmp_path / "out"
+    p = subprocess.Popen(sweep_cmd(spec, out), env=sweep_env(), start_new_session=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    deadline = time.time() + 240
+    while time.time() < deadline and p.poll() is None:
+        if len(list(out.glob("*/checkpoints/latest.ckpt"))) == 2:
+            break
+        time.sleep(0.1)
+    else:
+        p.kill()
+        pytest.fail(p.stdout.read().decode(errors="replace"))
+    os.killpg(p.pid, signal.SIGINT)
+    try:
+        log = p.communicate(timeout=150)[0].decode(errors="replace")
+    except subprocess.TimeoutExpired:
+        os.killpg(p.pid, signal.SIGKILL)
+        pytest.fail("the sweep went on after SIGINT")
+    assert p.returncode == 130, log
+    record = json.loads((out / "sweep.json").read_text())
+    statuses = sorted(r["status"] for r in record["runs"].values())
+    assert statuses.count("interrupted") == 2, statuses  # the two running, checkpointed
+    assert "done" not in statuses and "failed" not in statuses, statuses
+    assert len(list(out.glob("Pendulum-v1__*"))) == 2  # seeds 3 and 4 never started
+
+
+def test_a_worker_dying_before_its_run_reports_the_workers_log(tmp_path, monkeypatch):
+    # A worker that cannot even start (an import error, say) prints to the workers' log; the
+    # failed run's error must show that, not the run's own (empty) log.
+    import types
+    from mcpo.experiments import backends
+    fake = tmp_path / "python"
+    fake.write_text("#!/bin/sh\necho 'ImportError: cannot import name boom' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    monkeypatch.setattr(backends, "sys", types.SimpleNamespace(executable=str(fake)))
+    w = backends._Worker(tmp_path / "workers.log")
+    run_log = tmp_path / "run.log"
+    run_log.write_text("\n=== 2026-12-05 03:31:50 mcpo train --algo ppo\n")
+    w.give({"name": "r"}, 0, run_log)
+    w.proc.wait()
+    out = w.poll()
+    w.close()
+    assert out["status"] == "failed" and out["exit_code"] == 1
+    assert str(tmp_path / "workers.log") in out["error"]
+    assert "ImportError: cannot import name boom" in out["error"]

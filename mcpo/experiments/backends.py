@@ -62,6 +62,7 @@ class _Worker:
     """One local worker process and the job it is running (None when idle)."""
 
     def __init__(self, err_log: Path):
+        self.err_log = err_log
         self.err = open(err_log, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "mcpo.experiments"],
                                      stdin=subprocess.PIPE, stdout=self.err,
@@ -99,9 +100,13 @@ class _Worker:
                 pass
         why = (f"the worker process was killed by signal {-code}" if code < 0 else
                f"the worker process exited with code {code} without an outcome")
+        # What the worker printed outside a run (say, an import error before the run could
+        # start) is in the workers' log, not the run's.
+        last = _log_tail(self.log, 1).strip()
+        where = self.log if last and not last.startswith("=== ") else self.err_log
         return {"name": self.job["name"], "status": "failed", "how": "new",
                 "exit_code": code if code > 0 else 128 - code, "steps": 0,
-                "error": f"{why}; the end of {self.log}:\n{_log_tail(self.log)}",
+                "error": f"{why}; the end of {where}:\n{_log_tail(where)}",
                 "wall_time": None, "host": None, "final_return": None}
 
     @property

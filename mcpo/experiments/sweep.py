@@ -205,17 +205,21 @@ def run_sweep(spec: Spec, out: Path | str, *, backend: str = "local",
             progress.finished(job, outcome, by_name[job["name"]].total_timesteps)
 
         t0 = time.time()
-        old = None
+        old = {}
         if threading.current_thread() is threading.main_thread():
-            old = signal.signal(signal.SIGTERM, _raise_interrupt)
+            # SIGINT too: a sweep started in the background (`nohup ... &`, a script's `&`)
+            # inherits SIGINT ignored, and then `kill -INT` stopped its workers' runs while
+            # the sweep itself went on to the next ones.
+            old = {sig: signal.signal(sig, _raise_interrupt)
+                   for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             if jobs:
                 pool.run(jobs, on_start, on_done, progress.refresh)
         except KeyboardInterrupt:
             raise SweepInterrupted(summary) from None
         finally:
-            if old is not None:
-                signal.signal(signal.SIGTERM, old)
+            for sig, handler in old.items():
+                signal.signal(sig, handler)
             summary.wall_time = time.time() - t0
             progress.close()
             inv.update(ended=now(), wall_time=summary.wall_time, steps=summary.steps,
