@@ -127,3 +127,25 @@ def test_flags_that_do_not_change_training_do_not_split_a_setting():
     c = make_config("mcpo", "Pendulum-v1", memory_size=10, eval_psi_every=20, seed=2)
     assert _label_from_config(a) == _label_from_config(b) == ("mcpo", "mcpo (memory_size=40)")
     assert _label_from_config(c) == ("mcpo", "mcpo (memory_size=10)")
+
+
+@pytest.mark.slow
+def test_the_mechanism_table_holds_each_settings_late_half_diagnostics(tiny_sweep, report):
+    from mcpo.logger import read_metrics
+    md = (report / "report.md").read_text()
+    assert "### What the memory did: Pendulum-v1" in md
+    (row,) = [line for line in md.splitlines() if line.startswith("| MCPO | 2 |")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    per_run = {}
+    for d in tiny_sweep["out"].glob("Pendulum-v1__mcpo__*"):
+        rows = read_metrics(d / "metrics.csv")
+        late = rows[len(rows) // 2:]
+        for k in ("alpha", "memory_writes"):
+            per_run.setdefault(k, []).append(np.mean([r[k] for r in late]))
+    a = per_run["alpha"]
+    want = f"{np.mean(a):.3f}" if f"{min(a):.3f}" == f"{max(a):.3f}" else \
+        f"{np.mean(a):.3f} ({min(a):.3f} to {max(a):.3f})"
+    assert cells[6] == want, (cells, want)
+    w = per_run["memory_writes"]
+    assert cells[8].split(" ")[0] == f"{np.mean(w):.1f}"
+    assert cells[-2:] == ["—", "—"]  # no --eval-psi-every: no psi vs theta_old

@@ -300,6 +300,91 @@ def atari_table(runs: list[RunRecord], paper: dict) -> list:
     return blocks
 
 
+# MCPO's diagnostics in the mechanism table: (column, header, digits, scale); each run is
+# summarized by its mean over the second half of training (the attention has settled by then).
+MECHANISM_COLUMNS = (
+    ("attn_entropy", "attention entropy (nats)", 2, 1.0),
+    ("attn_weight_newest", "weight on newest", 2, 1.0),
+    ("attn_argmax_age", "argmax age (writes)", 1, 1.0),
+    ("attn_jstar_newest_last", "j* (newest-last)", 1, 1.0),
+    ("alpha", "alpha", 3, 1.0),
+    ("beta_max_frac", "beta = beta_max (%)", 0, 100.0),
+    ("memory_writes", "writes / iteration", 1, 1.0),
+)
+
+
+def late_half_mean(run: RunRecord, key: str) -> float:
+    """The mean of a logged column over the second half of the run's iterations (NaN when the
+    run did not log it)."""
+    if not run.has_column(key):
+        return math.nan
+    vals = np.array(run.column(key), float)
+    vals = vals[len(vals) // 2:]
+    vals = vals[np.isfinite(vals)]
+    return float(vals.mean()) if vals.size else math.nan
+
+
+def psi_vs_old(run: RunRecord) -> tuple[float, float]:
+    """The paper's Fig. 1b as two numbers: the fraction of the run's --eval-psi-every
+    evaluations in which the stochastic psi scored above theta_old (ties count half), and
+    the mean of psi's return minus theta_old's. NaN when the run did not evaluate psi."""
+    if not (run.has_column("eval_psi_return_stoch") and run.has_column("eval_old_return_stoch")):
+        return math.nan, math.nan
+    psi = np.array(run.column("eval_psi_return_stoch"), float)
+    old = np.array(run.column("eval_old_return_stoch"), float)
+    ok = np.isfinite(psi) & np.isfinite(old)
+    if not ok.any():
+        return math.nan, math.nan
+    d = psi[ok] - old[ok]
+    return float(np.mean((d > 0) + 0.5 * (d == 0))), float(d.mean())
+
+
+def _spread_cell(values: list[float], digits: int) -> str:
+    """The mean over runs, and the range over runs when they differ."""
+    x = [v for v in values if not math.isnan(v)]
+    if not x:
+        return "—"
+    lo, hi, m = min(x), max(x), float(np.mean(x))
+    cell = number(m, digits)
+    return cell if number(lo, digits) == number(hi, digits) else \
+        f"{cell} ({number(lo, digits)} to {number(hi, digits)})"
+
+
+def mechanism_tables(mcpo: dict[str, dict[str, list[RunRecord]]]) -> list:
+    """Per env, one row per MCPO-family setting: what its memory and attention did (late-half
+    means of the logged diagnostics, mean over seeds and the range) and how psi scored
+    against theta_old."""
+    blocks = []
+    for col, settings in mcpo.items():
+        rows = []
+        for setting, rs in settings.items():
+            rs = [r for r in rs if r.rows]
+            if not rs:
+                continue
+            cells = [setting, str(len(rs))]
+            for key, _, digits, scale in MECHANISM_COLUMNS:
+                cells.append(_spread_cell([late_half_mean(r, key) * scale for r in rs], digits))
+            wins, diffs = zip(*(psi_vs_old(r) for r in rs))
+            cells.append(_spread_cell([100 * w for w in wins], 0))
+            cells.append(_spread_cell(list(diffs), 1))
+            rows.append(cells)
+        if rows:
+            blocks.append(Heading(3, f"What the memory did: {col}"))
+            blocks.append(Table(["setting", "runs", *(h for _, h, _, _ in MECHANISM_COLUMNS),
+                                 "psi > theta_old (% of evals)", "psi - theta_old (return)"],
+                                rows, right=tuple(range(1, 4 + len(MECHANISM_COLUMNS)))))
+    if blocks:
+        blocks.append(Para(
+            "Each run's diagnostic is its mean over the second half of training; a cell is "
+            "the mean over runs (the range over runs in brackets). Attention entropy: ln N = "
+            "uniform (Mean psi; its argmax and j* then mean nothing), 0 = one slot; argmax age: how many memory writes ago the most-attended "
+            "policy was stored; j*: the paper's Fig. 1c index, N = the newest slot; alpha: "
+            "Eq. 5's weight of psi's KL term; writes: memory writes per iteration (Eq. 6). "
+            "psi vs theta_old (the paper's Fig. 1b): over the run's --eval-psi-every "
+            "evaluations, stochastic policies; — where a run did not log the column."))
+    return blocks
+
+
 def figure_blocks(finished: list[RunRecord], fig_dir: Path, rel: str, window: int) -> list:
     fig_dir.mkdir(parents=True, exist_ok=True)
     cols = columns_of(finished)
@@ -335,6 +420,7 @@ def figure_blocks(finished: list[RunRecord], fig_dir: Path, rel: str, window: in
     if not mcpo:
         return blocks
     blocks.append(Heading(2, "MCPO's memory and attention"))
+    blocks.extend(mechanism_tables(mcpo))
     notes = []
     drawn = [("mcpo_attention.png", figures.mcpo_attention,
               "Which memory slot the attention picks over training (the paper's Fig. 1c), "

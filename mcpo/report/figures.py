@@ -85,9 +85,19 @@ def _panels(n: int, width: float = 5.2, height: float = 3.9):
     return plt, fig, list(axes.flat[:n])
 
 
+def _legend(ax, fontsize: float = 6, **kw) -> None:
+    """A legend inside the axes, or to their right when it has many entries (it would
+    cover the curves; _save's tight bounding box keeps it in the picture)."""
+    if len(ax.get_legend_handles_labels()[0]) > 8:
+        ax.legend(fontsize=fontsize, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                  borderaxespad=0.0)
+    else:
+        ax.legend(fontsize=fontsize, **kw)
+
+
 def _save(fig, path: Path) -> Path:
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
     _plt().close(fig)
     return path
 
@@ -229,7 +239,7 @@ def _mcpo_grid(groups: dict[str, dict[str, list]], rows: list[tuple[str, list[st
             ax.set_xlabel("environment steps", fontsize=8)
             ax.grid(alpha=0.3)
             if ax.lines:
-                ax.legend(fontsize=6)
+                _legend(ax)
     fig.suptitle(f"{title}\n(mean over seeds, moving average of {window} iterations)",
                  fontsize=10)
     return _save(fig, path), sorted(used), skipped
@@ -292,7 +302,7 @@ def mcpo_psi_returns(groups, colors, path: Path):
         ax.set_xlabel("environment steps")
         ax.set_ylabel("evaluation return (mean over seeds)", fontsize=8)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
+        _legend(ax)
     fig.suptitle("MCPO: the virtual policy psi vs the old policy theta_old", fontsize=11)
     return _save(fig, path), cols, []
 
