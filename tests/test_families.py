@@ -326,6 +326,20 @@ def test_atari_trains_mcpo_from_the_cli_and_evaluates(tmp_path, capsys):
     assert main(["eval", str(run), "--episodes", "1", "--deterministic"]) == 0
     out = capsys.readouterr().out
     assert "ALE/Pong-v5: return" in out and "human-normalized" in out  # a whole game
+    # mcpo report reads the HNS column the trainer writes (128 steps end no Pong game, so the
+    # logged values are set here): the best over training, in % (the paper's Table 3 rule)
+    import csv
+    with open(run / "metrics.csv", newline="") as f:
+        table = list(csv.DictReader(f))
+    for r, v in zip(table, ("0.125", "0.0625")):
+        r["recent_hns"] = v
+    with open(run / "metrics.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(table[0]))
+        w.writeheader()
+        w.writerows(table)
+    assert main(["report", str(tmp_path), "--out", str(tmp_path / "rep"), "--reps", "200"]) == 0
+    md = (tmp_path / "rep" / "report.md").read_text()
+    assert "update_epochs=1) | 1 | 12.50 | 12.50 |" in md, md
 
 
 @pytest.mark.slow

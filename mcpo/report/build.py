@@ -291,10 +291,11 @@ def atari_table(runs: list[RunRecord], paper: dict) -> list:
               Table(["method (setting)", "games", "mean", "median", "paper mean / median"],
                     rows, right=(1, 2, 3, 4)),
               Para("Per game the mean over seeds of each run's best logged "
-                   "`human_normalized_return`; then the mean and the median over games "
+                   "`recent_hns` (the human-normalized score of the last 100 training episodes, "
+                   "in %); then the mean and the median over games "
                    "(the paper's Table 3 rule).")]
     if missing:
-        blocks.append(Para(f"{len(missing)} Atari run(s) logged no `human_normalized_return` "
+        blocks.append(Para(f"{len(missing)} Atari run(s) logged no `recent_hns` "
                            f"column and are left out: {', '.join(missing[:5])}"
                            + (", ..." if len(missing) > 5 else "")))
     return blocks

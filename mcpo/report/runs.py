@@ -5,8 +5,9 @@
 a learning curve). The deterministic evaluation of the final policy (`eval_return_mean`,
 `--eval-episodes` episodes with the mean / argmax action) is reported beside it, never mixed
 with it. For Atari (the paper's Table 3 rule) a run's score is its best checkpoint's
-human-normalized score: the best value over training of the logged
-`human_normalized_return` column. Only finished runs (result.json present) enter tables.
+human-normalized score: the best value over training of the logged `recent_hns` column
+(the human-normalized score of the last 100 training episodes), in %. Only finished runs
+(result.json present) enter tables.
 
 Runs are found under a directory (a sweep's, or any folder of run directories); a sweep's
 record (sweep.json) gives each run its method label and setting, otherwise they are made from
@@ -31,13 +32,13 @@ from mcpo.types import ConfigError
 
 FINAL_KEY = "final_return"
 EVAL_KEY = "eval_return_mean"
-ATARI_KEY = "human_normalized_return"
+ATARI_KEY = "recent_hns"  # the trainer's HNS of its last 100 training episodes (a fraction)
 FINAL_DOC = ("**Final performance** = the mean return of a run's last 100 training episodes "
              "(`final_return` in result.json; the stochastic policy as it trained). The "
              "deterministic evaluation of the final policy (`eval_return_mean`, mean/argmax "
              "action) is shown separately. Atari (the paper's Table 3): a run's score is its "
-             "best checkpoint's human-normalized score, the best logged "
-             "`human_normalized_return` over training. Tables use finished runs only.")
+             "best checkpoint's human-normalized score (%), the best logged "
+             "`recent_hns` (last 100 training episodes) over training. Tables use finished runs only.")
 # Training settings that do not make a run a different method (for runs outside a sweep).
 # flags that do not change what is trained (where, how often saved, how evaluated, shown), so
 # runs that differ only in them are one setting
@@ -118,7 +119,7 @@ class RunRecord:
 
     def best_normalized(self) -> float:
         vals = [v for v in self.column(ATARI_KEY) if not math.isnan(v)]
-        return max(vals) if vals else math.nan
+        return 100.0 * max(vals) if vals else math.nan  # in %, as the paper's Table 3
 
     def algo_value(self, key: str):
         """The effective value of a setting (algorithm config first, then the shared one)."""
