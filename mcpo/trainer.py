@@ -29,6 +29,12 @@ import jax
 import numpy as np
 from tqdm import tqdm
 
+try:  # private JAX API, for unroll_threefry_on_cpu (jax is pinned; skipped if it moved)
+    from jax._src.interpreters import mlir as _mlir
+    from jax._src.random import threefry2x32 as _threefry
+except ImportError:
+    _mlir = _threefry = None
+
 from mcpo.agent import Agent, run_episodes
 from mcpo.algos import ALGOS
 from mcpo.algos.common import finite_leaves, learning_rate_at
@@ -559,12 +565,12 @@ def unroll_threefry_on_cpu() -> None:
     calls per step. Same bits either way; measured (paired, 1 seed, Pendulum PPO, same compile
     time): rollout -33%, whole iteration -16%. Private JAX API (jax is pinned): skipped if it
     moved."""
+    if _mlir is None:
+        return
     try:
-        from jax._src.interpreters import mlir
-        from jax._src.random import threefry2x32 as threefry
-        mlir.register_lowering(threefry.threefry2x32_p, threefry._threefry2x32_lowering_rule,
-                               platform="cpu")
-    except (ImportError, AttributeError):
+        _mlir.register_lowering(_threefry.threefry2x32_p, _threefry._threefry2x32_lowering_rule,
+                                platform="cpu")
+    except AttributeError:
         pass
 
 
