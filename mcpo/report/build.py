@@ -378,8 +378,9 @@ def mechanism_tables(mcpo: dict[str, dict[str, list[RunRecord]]]) -> list:
         blocks.append(Para(
             "Each run's diagnostic is its mean over the second half of training; a cell is "
             "the mean over runs (the range over runs in brackets). Attention entropy: ln N = "
-            "uniform (Mean psi; its argmax and j* then mean nothing), 0 = one slot; argmax age: how many memory writes ago the most-attended "
-            "policy was stored; j*: the paper's Fig. 1c index, N = the newest slot; alpha: "
+            "uniform (Mean psi; its argmax and j* then mean nothing), 0 = one slot; argmax "
+            "age: how many memory writes ago the most-attended policy was stored; j*: the "
+            "paper's Fig. 1c index, N = the newest slot; alpha: "
             "Eq. 5's weight of psi's KL term; writes: memory writes per iteration (Eq. 6). "
             "psi vs theta_old (the paper's Fig. 1b): over the run's --eval-psi-every "
             "evaluations, stochastic policies; — where a run did not log the column."))

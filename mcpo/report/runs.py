@@ -38,7 +38,8 @@ FINAL_DOC = ("**Final performance** = the mean return of a run's last 100 traini
              "deterministic evaluation of the final policy (`eval_return_mean`, mean/argmax "
              "action) is shown separately. Atari (the paper's Table 3): a run's score is its "
              "best checkpoint's human-normalized score (%), the best logged "
-             "`recent_hns` (last 100 training episodes) over training. Tables use finished runs only.")
+             "`recent_hns` (last 100 training episodes) over training. Tables use finished "
+             "runs only.")
 # Training settings that do not make a run a different method (for runs outside a sweep).
 # flags that do not change what is trained (where, how often saved, how evaluated, shown), so
 # runs that differ only in them are one setting
