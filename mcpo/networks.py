@@ -78,7 +78,10 @@ def mlp(layers, x, xp=jnp, layer=None):
     """tanh MLP; linear last layer. `xp` is jax.numpy or numpy; `layer(x, w, b)`: the dense
     layer (default x @ w + b; `dense` for a reverse-mode-only loss)."""
     for i, lay in enumerate(layers):
-        x = x @ lay["w"] + lay["b"] if layer is None else layer(x, lay["w"], lay["b"])
+        # a one-output layer (value head) stays plain: its weight gradient is a matrix-vector
+        # product, and autodiff's is faster there (measured: PPO Pendulum update -1.5%, paired)
+        plain = layer is None or lay["w"].shape[-1] == 1
+        x = x @ lay["w"] + lay["b"] if plain else layer(x, lay["w"], lay["b"])
         if i < len(layers) - 1:
             x = xp.tanh(x)
     return x
