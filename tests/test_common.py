@@ -1,6 +1,7 @@
 """The shared update machinery (mcpo.algos.common): the epochs' shuffles equal
 jax.random.permutation's, the optimizer on the flat parameter vector equals it on the pytree,
-and the learner state keeps its layout."""
+the learner state keeps its layout, and the losses' dense layer (mcpo.networks.dense, a
+hand-written VJP) has autodiff's gradients."""
 
 from functools import partial
 
@@ -16,8 +17,8 @@ from mcpo.algos.common import (flatten, make_optimizer, permutation, stable_args
                                unflatten)
 from mcpo.algos.kl import kl_penalty_loss
 from mcpo.algos.ppo import ppo_loss
-from mcpo.distributions import DiagGaussian
-from mcpo.networks import MLPActorCritic
+from mcpo.distributions import Categorical, DiagGaussian
+from mcpo.networks import MLPActorCritic, dense
 from mcpo.rollout import Batch
 
 
@@ -99,3 +100,39 @@ def test_the_flat_update_equals_the_optimizer_on_the_parameter_pytree(algo):
     assert jax.tree.structure(new) == jax.tree.structure(state)
     assert int(new.n_updates) == cfg.update_epochs * cfg.num_minibatches
     np.testing.assert_allclose(stats["grad_norm"], np.mean(grad_norms), rtol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(64, 3), (5, 7, 3)])
+def test_dense_has_the_gradients_of_autodiff(shape):
+    k = jax.random.split(jax.random.PRNGKey(0), 4)
+    x, w = jax.random.normal(k[0], shape), jax.random.normal(k[1], (3, 6))
+    b, ct = jax.random.normal(k[2], (6,)), jax.random.normal(k[3], shape[:-1] + (6,))
+    f = lambda x, w, b: jnp.sum(jnp.tanh(dense(x, w, b)) * ct)  # noqa: E731
+    g = lambda x, w, b: jnp.sum(jnp.tanh(x @ w + b) * ct)  # noqa: E731
+    np.testing.assert_array_equal(dense(x, w, b), x @ w + b)
+    for a, e in zip(jax.jit(jax.grad(f, (0, 1, 2)))(x, w, b),
+                    jax.jit(jax.grad(g, (0, 1, 2)))(x, w, b)):
+        np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("dist", [DiagGaussian(2), Categorical(4)])
+def test_dist_and_value_equals_dist_params_and_value_with_their_gradients(dist):
+    """The losses' forward (`dense` layers) against the plain one, values and gradients."""
+    policy = MLPActorCritic(obs_dim=3, dist=dist, hidden_sizes=(64, 64))
+    k = jax.random.split(jax.random.PRNGKey(0), 3)
+    params = policy.init(k[0])
+    obs = jax.random.normal(k[1], (64, 3))
+    wd, wv = jax.random.normal(k[2], (2, dist.param_dim)), jnp.linspace(-1, 1, 64)
+
+    def loss(p, fused):
+        d, v = (policy.dist_and_value(p, obs) if fused else
+                (policy.dist_params(p["actor"], obs), policy.value(p, obs)))
+        return jnp.sum(jnp.tanh(d) * wd[0]) + jnp.sum(jnp.square(d) * wd[1]) + jnp.sum(v * wv)
+
+    for a, e in zip(jax.tree.leaves(policy.dist_and_value(params, obs)),
+                    (policy.dist_params(params["actor"], obs), policy.value(params, obs))):
+        np.testing.assert_array_equal(a, e)
+    ga = jax.jit(jax.grad(partial(loss, fused=True)))(params)
+    ge = jax.jit(jax.grad(partial(loss, fused=False)))(params)
+    for a, e in zip(jax.tree.leaves(ga), jax.tree.leaves(ge)):
+        np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-6)
