@@ -149,3 +149,22 @@ def test_the_mechanism_table_holds_each_settings_late_half_diagnostics(tiny_swee
     w = per_run["memory_writes"]
     assert cells[8].split(" ")[0] == f"{np.mean(w):.1f}"
     assert cells[-2:] == ["—", "—"]  # no --eval-psi-every: no psi vs theta_old
+
+
+def test_the_settings_of_a_crowded_plot_get_colours_far_apart():
+    """12 MCPO settings beside PPO and KL-Fixed (the MuJoCo memory sweep): every label gets a
+    colour at RGB distance >= 80 from every other label's (a spare blue beside PPO's read as
+    PPO)."""
+    from itertools import combinations
+
+    from mcpo.report.figures import method_colors
+
+    labels = [(f"MCPO {i}", "mcpo") for i in range(12)] + [("PPO", "ppo"),
+                                                           ("KL-Fixed", "kl-fixed"),
+                                                           ("Mean psi", "mcpo-mean")]
+    colors = method_colors(labels)
+    assert len(colors) == len(labels)
+    rgb = {k: np.array([int(c[i:i + 2], 16) for i in (1, 3, 5)]) for k, c in colors.items()}
+    closest = min((float(np.linalg.norm(rgb[a] - rgb[b])), a, b)
+                  for a, b in combinations(rgb, 2))
+    assert closest[0] >= 80, closest

@@ -25,8 +25,10 @@ ALGO_COLORS = {"mcpo": "#d62728", "ppo": "#1f77b4", "kl-adaptive": "#2ca02c",
                "kl-fixed": "#ff7f0e", "mdpo": "#9467bd", "vmpo": "#8c564b",
                "trgppo": "#e377c2", "trpo": "#7f7f7f", "mcpo-mean": "#bcbd22",
                "a2c": "#17becf", "acktr": "#393b79"}
-SPARE_COLORS = ["#843c39", "#637939", "#7b4173", "#3182bd", "#e6550d", "#31a354",
-                "#756bb1", "#636363", "#fd8d3c", "#74c476", "#9e9ac8", "#6baed6"]
+# Chosen greedily to be far (RGB distance >= 90) from every ALGO_COLORS entry and from each
+# other: a spare blue beside PPO's read as PPO in a 12-setting plot.
+SPARE_COLORS = ["#0000f0", "#f000f0", "#90f0a8", "#7800f0", "#a80090", "#00f060",
+                "#60f000", "#484800", "#f0c078", "#00f000", "#780030", "#60d860"]
 STYLES = ["-", "--", ":", "-."]
 GRID_POINTS = 200
 DPI = 110
