@@ -39,10 +39,10 @@ import optax
 from mcpo.algos import context_norm as CN
 from mcpo.algos import memory as M
 from mcpo.algos import psi_eval
-from mcpo.algos.common import (AlgoSpec, TrainState, batch_diagnostics, init_train_state,
-                               make_optimizer, mean_over_steps, minibatch_epochs, normalize,
-                               policy_value_terms, ratio_diagnostics, total_optimizer_steps,
-                               value_loss)
+from mcpo.algos.common import (AlgoSpec, TrainState, batch_diagnostics, flatten,
+                               init_train_state, make_optimizer, mean_over_steps,
+                               minibatch_epochs, normalize, policy_value_terms,
+                               ratio_diagnostics, total_optimizer_steps, unflatten, value_loss)
 from mcpo.algos.kl import adapt_beta
 from mcpo.types import ConfigError, flag_name, param
 
@@ -352,52 +352,68 @@ def make_update(cfg, policy):
     mc: MCPOConfig = cfg.algo_config
     tx, tx_attn = make_optimizer(cfg), _attn_tx(cfg)
     next_mb = mc.attn_objective == "next-minibatch"
-    objective = jax.value_and_grad(
-        lambda p, a, algo, mb, mb_phi: mcpo_objective(
-            p, a, algo, mb, policy=policy, mc=mc, vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef,
-            norm_adv=cfg.norm_adv, mb_phi=mb_phi),
-        argnums=(0, 1), has_aux=True)
-
-    def step(state: TrainState, xs):
-        mb, mb_phi = xs if next_mb else (xs, None)
-        algo: MCPOState = state.algo
-        (_, aux), (g_theta, g_attn) = objective(state.params, algo.attn, algo, mb, mb_phi)
-        # theta step (Eq. 3) with psi fixed
-        upd, opt_state = tx.update(g_theta, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, upd)
-        # phi step (Eq. 5) with theta and the memory fixed
-        if mc.psi_rule == "attention":
-            upd_a, attn_opt_state = tx_attn.update(g_attn, algo.attn_opt_state, algo.attn)
-            attn = optax.apply_updates(algo.attn, upd_a)
-        else:
-            attn, attn_opt_state = algo.attn, algo.attn_opt_state
-        # Eq. 2: diversity-promoting writing of the new theta, then psi_old <- psi
-        n_updates = state.n_updates + 1
-        d_new = policy.dist_params(params["actor"], mb.obs)
-        d_new_psi = jnp.mean(policy.dist.kl(d_new, aux["d_psi"]))
-        write = should_write(mc, d_new_psi, aux["d_old_psi"], n_updates)
-        memory = M.memory_write(algo.memory, params["actor"], write)
-        new_algo = algo._replace(memory=memory, psi_old=aux["psi"], attn=attn,
-                                 attn_opt_state=attn_opt_state, ctx_norm=aux["ctx_norm"])
-        info = {k: aux[k] for k in ("theta_loss", "phi_loss", "alpha", "d_old_theta",
-                                    "d_old_psi", "policy_loss", "value_loss", "entropy",
-                                    "attn_objective", "kl_psi_theta", "approx_kl", "clipfrac",
-                                    "context")}
-        info.update(beta=aux["beta"],
-                    beta_max_frac=aux["beta_is_max"].astype(jnp.float32),
-                    memory_write=write.astype(jnp.float32),
-                    attn_weights=M.weights_by_age(aux["weights"], algo.memory),
-                    grad_norm=optax.global_norm(g_theta), attn_grad_norm=optax.global_norm(g_attn),
-                    **M.attention_diagnostics(aux["weights"], algo.memory))
-        return state._replace(params=params, opt_state=opt_state, algo=new_algo,
-                              n_updates=n_updates), info
 
     def update(state: TrainState, batch):
+        # theta and phi, with their Adam states, run the epochs as flat vectors
+        # (common.flatten; the losses see the pytrees): fewer kernels per optimizer step.
+        th = flatten(state.params, state.opt_state)
+        ph = flatten(state.algo.attn, state.algo.attn_opt_state)
+
+        def objective(theta, phi, algo, mb, mb_phi):
+            """Eq. 6's value and gradients w.r.t. the flat theta and phi (`update`'s th, ph)."""
+            return jax.value_and_grad(
+                lambda t, f: mcpo_objective(
+                    th.unravel(t), ph.unravel(f), algo, mb, policy=policy, mc=mc,
+                    vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef, norm_adv=cfg.norm_adv,
+                    mb_phi=mb_phi),
+                argnums=(0, 1), has_aux=True)(theta, phi)
+
+        def step(carry, xs):
+            theta, opt_state, phi, attn_opt_state, algo, n_updates = carry
+            mb, mb_phi = xs if next_mb else (xs, None)
+            (_, aux), (g_theta, g_attn) = objective(theta, phi, algo, mb, mb_phi)
+            # theta step (Eq. 3) with psi fixed
+            upd, opt_state = tx.update(g_theta, opt_state, theta)
+            theta = theta + upd
+            # phi step (Eq. 5) with theta and the memory fixed
+            if mc.psi_rule == "attention":
+                upd_a, attn_opt_state = tx_attn.update(g_attn, attn_opt_state, phi)
+                phi = phi + upd_a
+            # Eq. 2: diversity-promoting writing of the new theta, then psi_old <- psi
+            n_updates = n_updates + 1
+            actor = th.unravel(theta)["actor"]
+            d_new = policy.dist_params(actor, mb.obs)
+            d_new_psi = jnp.mean(policy.dist.kl(d_new, aux["d_psi"]))
+            write = should_write(mc, d_new_psi, aux["d_old_psi"], n_updates)
+            memory = algo.memory  # the diagnostics below read the memory psi was mixed from
+            new_algo = algo._replace(memory=M.memory_write(memory, actor, write),
+                                     psi_old=aux["psi"], ctx_norm=aux["ctx_norm"])
+            info = {k: aux[k] for k in ("theta_loss", "phi_loss", "alpha", "d_old_theta",
+                                        "d_old_psi", "policy_loss", "value_loss", "entropy",
+                                        "attn_objective", "kl_psi_theta", "approx_kl",
+                                        "clipfrac", "context")}
+            info.update(beta=aux["beta"],
+                        beta_max_frac=aux["beta_is_max"].astype(jnp.float32),
+                        memory_write=write.astype(jnp.float32),
+                        attn_weights=M.weights_by_age(aux["weights"], memory),
+                        grad_norm=optax.global_norm(g_theta),
+                        attn_grad_norm=optax.global_norm(g_attn),
+                        **M.attention_diagnostics(aux["weights"], memory))
+            return (theta, opt_state, phi, attn_opt_state, new_algo, n_updates), info
+
         key, k_perm = jax.random.split(state.key)
         writes_before = state.algo.memory.writes
-        state, info = minibatch_epochs(state._replace(key=key), batch, k_perm,
-                                       cfg.update_epochs, cfg.num_minibatches, step,
-                                       with_next=next_mb)
+        # phi and its optimizer state travel in the carry, not in algo (stale there until the end)
+        algo = state.algo._replace(attn=(), attn_opt_state=())
+        (theta, opt_state, phi, attn_opt_state, algo, n_updates), info = minibatch_epochs(
+            (th.params, th.opt_state, ph.params, ph.opt_state, algo, state.n_updates), batch,
+            k_perm, cfg.update_epochs, cfg.num_minibatches, step, with_next=next_mb)
+        params, opt_state = unflatten(th._replace(params=theta, opt_state=opt_state),
+                                      state.opt_state)
+        attn, attn_opt_state = unflatten(ph._replace(params=phi, opt_state=attn_opt_state),
+                                         state.algo.attn_opt_state)
+        state = state._replace(params=params, opt_state=opt_state, key=key, n_updates=n_updates,
+                               algo=algo._replace(attn=attn, attn_opt_state=attn_opt_state))
         stats = mean_over_steps(info)
         # the raw scale of each context feature: its spread over this iteration's minibatches
         stats["context_std"] = jnp.std(info["context"], axis=(0, 1))
