@@ -309,7 +309,9 @@ class NatureCNNActorCritic:
             return jnp.concatenate([out, jnp.broadcast_to(actor["log_std"], out.shape)], -1)
         return out
 
-    def dist_params(self, actor, obs, xp=jnp):
+    def dist_params(self, actor, obs, xp=jnp, layer=None):
+        """`layer`: accepted for MLPActorCritic's signature and unused (the trunk's convolutions
+        and the heads keep their own matmuls)."""
         return self._head(actor, nature_trunk(actor["trunk"], obs))
 
     def _value_head(self, critic, features):

@@ -44,6 +44,7 @@ from mcpo.algos.common import (AlgoSpec, TrainState, batch_diagnostics, flatten,
                                minibatch_epochs, normalize, policy_value_terms,
                                ratio_diagnostics, total_optimizer_steps, unflatten, value_loss)
 from mcpo.algos.kl import adapt_beta
+from mcpo.networks import dense
 from mcpo.types import ConfigError, flag_name, param
 
 # Context features (Eq. 1's v; the paper's Table 4 is not available, docs/design.md §4 fixes these).
@@ -300,7 +301,8 @@ def mcpo_objective(params, attn, algo: MCPOState, mb, *, policy, mc: MCPOConfig,
     # Eq. 1: psi = sum_i f_phi(v)_i theta_i   (memory entries are constants)
     w = virtual_policy_weights(mc, attn, algo.memory, attn_in, slot_feats)
     psi = M.mix(w, jax.lax.stop_gradient(algo.memory.params))
-    d_psi = policy.dist_params(psi, mb.obs)
+    # dense: psi's weight gradient (towards phi) as a YNNPACK matmul (mcpo.networks.dense)
+    d_psi = policy.dist_params(psi, mb.obs, layer=dense)
     logp_psi = dist.log_prob(d_psi, mb.actions)
 
     pt, v = policy_value_terms(policy, params, mb)
@@ -319,7 +321,8 @@ def mcpo_objective(params, attn, algo: MCPOState, mb, *, policy, mc: MCPOConfig,
     if mb_phi is None:
         l2 = jnp.mean(jnp.exp(logp_psi - mb.logp) * adv)
     else:  # our extension: scored on data theta has not stepped on yet in this epoch
-        logp_psi_phi = dist.log_prob(policy.dist_params(psi, mb_phi.obs), mb_phi.actions)
+        logp_psi_phi = dist.log_prob(policy.dist_params(psi, mb_phi.obs, layer=dense),
+                                     mb_phi.actions)
         l2 = jnp.mean(jnp.exp(logp_psi_phi - mb_phi.logp)
                       * normalize(mb_phi.advantages, norm_adv))
     v_loss = value_loss(policy, params, mb, v)
