@@ -36,11 +36,11 @@ import re
 import shutil
 import socket
 import sys
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from mcpo.checkpoint import atomic_write_bytes
 from mcpo.config import TrainConfig
+from mcpo.provenance import code_identity, mcpo_version
 from mcpo.types import MAX_TIMESTEPS, CheckpointError, ConfigError, RunDirBusy, StorageError
 
 try:  # POSIX; elsewhere runs are not locked (said in the README)
@@ -337,7 +337,7 @@ class RunDir:
                     from None
             _write_json(path / MARKER, {
                 "format": FORMAT, "version": VERSION, "created": _now(),
-                "mcpo_version": mcpo_version(),
+                "mcpo_version": mcpo_version(), "code": code_identity(),
                 "command": command if command is not None else sys.argv,
                 "history": []})
             atomic_write_bytes(path / CONFIG, cfg.to_json().encode())
@@ -373,13 +373,18 @@ class RunDir:
         return rd
 
     def commit_resume(self) -> None:
-        """`commit`, and give a legacy format-1 run its marker."""
+        """`commit`, give a legacy format-1 run its marker, and record a "code" event when
+        this process's code differs from the code that last trained the run."""
         self.commit()
         if getattr(self, "_legacy", False) and read_marker(self.path) is None:
             _write_json(self.path / MARKER, {
                 "format": FORMAT, "version": VERSION, "created": None,
                 "mcpo_version": None, "command": None, "adopted_from_version": 1,
                 "history": [{"time": _now(), "event": "adopted", "by": mcpo_version()}]})
+        code = code_identity()
+        if code["source_sha256"] != (last_code(read_marker(self.path)) or {}).get(
+                "source_sha256"):
+            self.record("code", code=code)
 
     def close(self) -> None:
         if self._fd is not None:
@@ -408,11 +413,14 @@ class RunDir:
         _write_json(self.path / MARKER, m)
 
 
-def mcpo_version() -> str:
-    try:
-        return version("mcpo")
-    except PackageNotFoundError:
-        return "unknown"
+def last_code(marker: dict | None) -> dict | None:
+    """The code that last trained a run: its latest "code" event, else the one it was created
+    with (mcpo.provenance; None for runs made before run.json recorded it)."""
+    marker = marker or {}
+    for h in reversed(marker.get("history") or []):
+        if isinstance(h, dict) and h.get("event") == "code":
+            return h.get("code")
+    return marker.get("code")
 
 
 # ----------------------------------------------------------------------------------------------

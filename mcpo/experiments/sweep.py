@@ -19,7 +19,8 @@ from mcpo.experiments.spec import Run, Spec
 from mcpo.experiments.sweepdir import SweepDir, check_out, now
 from mcpo.jaxenv.registry import is_jax_backend
 from mcpo.jaxenv.runner import PER_SEED, vmappable
-from mcpo.rundir import RESULT, mcpo_version, find_checkpoint, is_run_dir, snapshots
+from mcpo.provenance import mcpo_version
+from mcpo.rundir import RESULT, find_checkpoint, is_run_dir, snapshots
 from mcpo.types import CheckpointError, ConfigError
 
 BACKENDS = ("local", "ray")

@@ -8,13 +8,14 @@ import datetime as _dt
 import math
 import os
 import platform
-import subprocess
 import sys
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import numpy as np
 
+from mcpo.provenance import code_identity
+from mcpo.provenance import short as provenance_short
 from mcpo.report import figures
 from mcpo.report.document import Bullets, Code, Heading, Image, Para, Table, to_html, \
     to_markdown
@@ -23,6 +24,7 @@ from mcpo.report.runs import FINAL_DOC, RunRecord, load_runs
 from mcpo.report.stats import aggregate_iqm, bootstrap_ci, iqm, mean_std, \
     probability_of_improvement, probability_of_improvement_ci, rank_marks, \
     stratified_bootstrap_ci
+from mcpo.rundir import last_code
 from mcpo.types import ConfigError
 
 FIG_DIR = "figures"
@@ -511,22 +513,6 @@ def runs_section(runs: list[RunRecord], sweep: dict | None, problems: list[str])
     return blocks
 
 
-def _git_commit() -> str:
-    src = Path(__file__).resolve().parents[2]
-    try:
-        head = subprocess.run(["git", "-C", str(src), "rev-parse", "HEAD"], capture_output=True,
-                              text=True, timeout=10)
-        if head.returncode != 0:
-            return "not a git checkout"
-        dirty = subprocess.run(["git", "-C", str(src), "status", "--porcelain",
-                                "--untracked-files=no"], capture_output=True, text=True,
-                               timeout=10)
-        return head.stdout.strip() + (" (with uncommitted changes)"
-                                      if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (git not available)"
-
-
 def _cpu() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -535,6 +521,24 @@ def _cpu() -> str:
     except OSError:
         pass
     return platform.processor() or "unknown"
+
+
+def code_versions(runs: list[RunRecord]) -> list:
+    """Which code trained the runs (the last code recorded in each run.json): one bullet per
+    distinct source hash, and a warning when there is more than one."""
+    groups: dict[str, list[str]] = {}
+    for r in runs:
+        groups.setdefault(provenance_short(last_code(r.marker)), []).append(r.name)
+    lines = [f"{code}: {len(names)} run(s)" + (f" ({', '.join(names[:6])}"
+                                                + (", ..." if len(names) > 6 else "") + ")"
+                                                if len(groups) > 1 else "")
+             for code, names in sorted(groups.items(), key=lambda kv: -len(kv[1]))]
+    blocks = [Heading(3, "Code of the runs")]
+    if len(groups) > 1:
+        blocks.append(Para(f"**The runs were trained by {len(groups)} different versions of "
+                           f"the code** (mcpo.provenance: a hash of the package's source); "
+                           f"compare them knowing that."))
+    return blocks + [Bullets(lines)]
 
 
 def provenance(runs: list[RunRecord], sweep: dict | None, argv: list[str]) -> list:
@@ -562,10 +566,11 @@ def provenance(runs: list[RunRecord], sweep: dict | None, argv: list[str]) -> li
     blocks += [Heading(3, "This report"), Bullets([
         f"made {_dt.datetime.now().astimezone().isoformat(timespec='seconds')} by "
         f"`{' '.join(argv)}`",
-        f"code: git commit {_git_commit()}",
+        f"code: {provenance_short(code_identity())}",
         f"packages: {', '.join(vers)}; Python {platform.python_version()}",
         f"machine: {platform.node()}, {_cpu()}, {len(os.sched_getaffinity(0))} usable cores, "
         f"{platform.platform()}" + (f", load average {load[0]:.2f}" if load else "")])]
+    blocks += code_versions(runs)
     cmds = []
     for r in runs:
         c = r.marker.get("command")
