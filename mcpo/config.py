@@ -219,7 +219,10 @@ class TrainConfig:
 def config_from_dict(cls, d: dict, strict: bool = False):
     """Build a config dataclass from a dict, refusing unknown keys (and, if `strict`, missing
     ones) with a clear error. Fields a class lists in its `ADDED_FIELDS` (added after runs were
-    already written with that class) may be missing: their defaults are what those runs used."""
+    already written with that class) may be missing from a saved config (`strict`): those runs
+    used the value the field had when it was added, its default then, which `FORMER_DEFAULTS`
+    holds where the default has changed since (a user's partial dict, not `strict`, gets
+    today's defaults)."""
     if not isinstance(d, dict):
         raise ConfigError(f"{cls.__name__} settings must be an object; got "
                           f"{type(d).__name__}.")
@@ -233,6 +236,9 @@ def config_from_dict(cls, d: dict, strict: bool = False):
         if missing:
             raise ConfigError(f"{cls.__name__} lacks field(s): {', '.join(missing)}.")
     kwargs = dict(d)
+    if strict:
+        for name, value in getattr(cls, "FORMER_DEFAULTS", {}).items():
+            kwargs.setdefault(name, value)
     for f in fields:
         if f.name in kwargs and isinstance(kwargs[f.name], list):
             kwargs[f.name] = tuple(kwargs[f.name])

@@ -130,6 +130,13 @@ def test_each_env_runs_its_family_preset(env_id, preset, sizes, network):
         # ...but no evaluation, snapshots or progress, and a budget of the bench's iterations
         assert (ours.eval_episodes, ours.snapshots, ours.progress) == (0, 0, False)
         assert ours.total_timesteps == s.run_iterations * e.batch_size
+    # the paper-literal MCPO beside the default: the same run but for the slot features,
+    # which the Atari preset leaves off for both
+    mcpo_, paper = s.train_config("mcpo", env_id), s.train_config("mcpo-paper", env_id)
+    assert not paper.algo_config.attn_slot_features
+    assert mcpo_.algo_config.attn_slot_features == (preset != "atari")
+    assert paper.replace(algo_config=mcpo_.algo_config,
+                         overrides=mcpo_.overrides) == mcpo_  # overrides: the flags given
 
 
 def test_a_size_flag_overrides_every_env_preset():

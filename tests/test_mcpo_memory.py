@@ -47,7 +47,9 @@ def _batch(actor, key, B=64, adv=None):
 
 def _state(**mc_kwargs):
     cfg = TrainConfig(algo="mcpo", num_steps=64, num_minibatches=1, update_epochs=1,
-                      algo_config=mc.MCPOConfig(**{"memory_size": 4, **mc_kwargs}))
+                      algo_config=mc.MCPOConfig(**{"memory_size": 4,
+                                                   # the paper's attention unless a test asks
+                                                   "attn_slot_features": False, **mc_kwargs}))
     return cfg, mc.init(cfg, POLICY, jax.random.PRNGKey(0))
 
 
@@ -535,4 +537,8 @@ def test_older_mcpo_configs_without_the_new_fields_still_load():
     for name in mc.MCPOConfig.ADDED_FIELDS:
         del d["algo_config"][name]
     cfg = TrainConfig.from_dict(d, strict=True)
-    assert cfg.algo_config == mc.MCPOConfig()
+    # those runs predate the slot features, so they ran without them, whatever today's default
+    assert cfg.algo_config == mc.MCPOConfig(attn_slot_features=False)
+    assert mc.MCPOConfig().attn_slot_features  # today's default
+    # a user's partial dict is not a saved config: it gets today's defaults
+    assert TrainConfig.from_dict(d).algo_config == mc.MCPOConfig()

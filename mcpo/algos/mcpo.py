@@ -19,10 +19,13 @@ the value head reads theta's trunk. The paper does not say what its Atari memory
 is our reading (docs/design.md §4): the trunk is part of what defines pi, so a stored policy
 without its trunk would not be a policy.
 
-The defaults are the paper's reading. Fixes for what that reading does in practice (the
-attention collapses onto the newest slot, alpha stays 1/2; docs/design.md §4) are flags, each
-off by default: --context-norm, --context-returns, --alpha-adv, --alpha-temp, and our labelled
-extensions --attn-objective next-minibatch, --attn-slot-features, --attn-ent-coef.
+The defaults are the paper's reading but for one: f_phi also scores each memory slot from its
+own content (--attn-slot-features, our extension, on by default since the evidence of
+docs/design.md §4.1 and benchmarks/RESULTS.md §6: the paper's context-only attention collapses
+onto the newest slot; with slot features it stays alive at equal or better returns).
+--no-attn-slot-features is the paper-literal setting. The other fixes are flags, off by
+default: --context-norm, --context-returns, --alpha-adv, --alpha-temp, and our labelled
+extensions --attn-objective next-minibatch, --attn-ent-coef.
 Diagnostics (attention entropy, the attended policy's age and j*, ...) are always logged;
 --eval-psi-every K evaluates psi against theta_old (paper Fig. 1b; mcpo.algos.psi_eval).
 """
@@ -77,6 +80,8 @@ class MCPOConfig:
         "context_norm", "context_norm_decay", "context_returns", "alpha_adv", "alpha_temp",
         "attn_objective", "attn_slot_features", "attn_ent_coef", "eval_psi_every",
         "eval_psi_episodes"})
+    # Defaults changed since: a saved config without the field used this value.
+    FORMER_DEFAULTS: ClassVar[dict] = {"attn_slot_features": False}
 
     memory_size: int = param(10, "Policy memory capacity N (the paper tunes 5, 10, 40).",
                              low=1, high=1024)
@@ -104,7 +109,7 @@ class MCPOConfig:
                          choices=("full", "half"))
     psi_rule: str = param("attention", "psi from the attention network, or the 'mean' of M.",
                           choices=("attention", "mean"), cli=False)
-    # Fixes for the literal reading (docs/design.md §4), each off by default.
+    # Fixes for the literal reading (docs/design.md §4): off by default but for the slot features.
     context_norm: str = param("none", "Normalize the context v before f_phi (our fix): 'none' "
                               "(paper), 'running' (z-score over all minibatches so far) or "
                               "'ema' (exponentially weighted, --context-norm-decay); clipped "
@@ -128,10 +133,12 @@ class MCPOConfig:
                                 "extension) the 'next-minibatch' of this epoch, which theta "
                                 "has not been trained on yet in this epoch.",
                                 choices=ATTN_OBJECTIVES)
-    attn_slot_features: bool = param(False, "Our extension: f_phi also scores each memory slot "
-                                     "from its own content (R, D(theta_old, slot), D(slot, "
-                                     "theta) on the minibatch), so it can choose by content, "
-                                     "not only by position.")
+    attn_slot_features: bool = param(True, "Our extension, on by default (docs/design.md "
+                                     "§4.1): f_phi also scores each memory slot from its own "
+                                     "content (R, D(theta_old, slot), D(slot, theta) on the "
+                                     "minibatch), so it can choose by content, not only by "
+                                     "position; --no-attn-slot-features is the paper's "
+                                     "context-only attention.")
     attn_ent_coef: float = param(0.0, "Our extension: entropy bonus on the attention weights "
                                  "in the phi step (0: none).", low=0.0, high=1e3)
     eval_psi_every: int = param(0, "Every K iterations test psi (the last minibatch's "

@@ -13,7 +13,12 @@ from mcpo.presets import make_config
 from mcpo.types import MAX_TIMESTEPS, SEED_MAX, ConfigError, check_fields, param
 
 HOST_BACKENDS = ("gymnasium", ENVPOOL)  # what `mcpo bench --backend` can measure ours on
-SYSTEMS = ("env", "rollout", "ppo", "mcpo", "sb3-ppo")
+SYSTEMS = ("env", "rollout", "ppo", "mcpo", "mcpo-paper", "sb3-ppo")
+# Our learners: system -> (algo, its own flags). "mcpo" is the library default (per-slot
+# attention features on, docs/design.md §4.1); "mcpo-paper" the paper's context-only attention,
+# measured beside it so the default's cost shows.
+OURS = {"ppo": ("ppo", {}), "mcpo": ("mcpo", {}),
+        "mcpo-paper": ("mcpo", {"attn_slot_features": False})}
 DEFAULT_ENVS = ("Pendulum-v1", "HalfCheetah-v5")
 # Per env: (rounds, our iterations per round, SB3 iterations per round). Full: ~4 min with SB3
 # on 2 quiet cores for the default envs; quick: ~1 min. An Atari env at its preset (CNN updates
@@ -27,7 +32,8 @@ SIZE_FIELDS = ("num_envs", "num_steps", "update_epochs", "num_minibatches")
 _VECTOR_TARGETS = {"ppo": 8.0, "mcpo": 6.0}
 TARGETS: dict[str, dict[str, float]] = {"classic": _VECTOR_TARGETS, "box2d": _VECTOR_TARGETS,
                                         "mujoco": _VECTOR_TARGETS, "atari": {"ppo": 2.0}}
-RATIOS = (("ppo", "sb3-ppo"), ("mcpo", "sb3-ppo"), ("ppo", "env"), ("mcpo", "env"),
+RATIOS = (("ppo", "sb3-ppo"), ("mcpo", "sb3-ppo"), ("mcpo-paper", "sb3-ppo"), ("ppo", "env"),
+          ("mcpo", "env"),
           ("rollout", "env"), ("sb3-ppo", "env"))
 TURN_TIMEOUT = 600.0  # seconds one turn of one system may take before the bench gives up
 
@@ -105,14 +111,16 @@ class Settings:
         """The size fields given, by name."""
         return {k: getattr(self, k) for k in SIZE_FIELDS if getattr(self, k) is not None}
 
-    def train_config(self, algo: str, env_id: str, run_dir: str = "") -> TrainConfig:
+    def train_config(self, system: str, env_id: str, run_dir: str = "") -> TrainConfig:
         """The config of our runs: what `mcpo train --algo ALGO --env-id ENV_ID` would use (the
         family preset) with the bench's size flags, except no end-of-run evaluation, no
         progress bar, no periodic snapshots (they are spread over a run's length, so a short
         run would pay one every iteration), a budget of exactly the iterations the bench asks
         for, and the bench's seed, backend and MCPO memory size."""
+        algo, own = OURS[system]
         batch = make_config(algo, env_id, **self.size_flags()).batch_size
-        own = dict(memory_size=self.memory_size) if algo == "mcpo" else {}
+        if algo == "mcpo":
+            own = dict(own, memory_size=self.memory_size)
         return make_config(algo, env_id, **self.size_flags(), **own,
                            total_timesteps=self.run_iterations * batch, seed=self.seed,
                            run_dir=run_dir, backend=self.backend, snapshots=0,

@@ -93,15 +93,15 @@ class Ours:
     the moment the next one asks for its turn, so logging, NaN checks and checkpoints count.
     The rollout/update split is the trainer's own (its metrics row)."""
 
-    def __init__(self, algo: str, s: Settings, env_id: str, workdir: Path):
+    def __init__(self, system: str, s: Settings, env_id: str, workdir: Path):
         self.go: queue.Queue = queue.Queue()
         self.done: queue.Queue = queue.Queue()
-        run_dir = workdir / f"{algo}-{env_id}"
-        cfg = s.train_config(algo, env_id, str(run_dir)).validate()
+        run_dir = workdir / f"{system}-{env_id}"
+        cfg = s.train_config(system, env_id, str(run_dir)).validate()
         self.steps_per_iteration = cfg.batch_size
         self.trainer = Trainer(cfg, run_dir, [_TakeTurns(self.go, self.done)])
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        self.thread = threading.Thread(target=self._run, name=f"bench-{algo}-{env_id}",
+        self.thread = threading.Thread(target=self._run, name=f"bench-{system}-{env_id}",
                                        daemon=True)
         self.thread.start()
         self._expect("ready")  # run()'s own set-up (logger, env reset) counts as setup
@@ -178,4 +178,5 @@ class _TakeTurns(Callback):
 
 BUILD = {"env": EnvOnly, "rollout": RolloutOnly,
          "ppo": lambda *a: Ours("ppo", *a), "mcpo": lambda *a: Ours("mcpo", *a),
+         "mcpo-paper": lambda *a: Ours("mcpo-paper", *a),
          "sb3-ppo": SB3}

@@ -58,8 +58,10 @@ _ATARI_PER_ALGO: dict[str, dict[str, Any]] = {
     # Mnih et al. 2016 (A3C/A2C on Atari): 16 workers x t_max 5, entropy 0.01, n-step returns
     # (lambda 1); lr 7e-4 as OpenAI Baselines' a2c (its RMSProp; this harness uses Adam).
     "a2c": dict(num_envs=16, num_steps=5, gae_lambda=1.0, learning_rate=7e-4),
-    # MCPO paper Table 3 uses N = 10 on Atari (our default memory size too).
-    "mcpo": dict(memory_size=10),
+    # MCPO paper Table 3 uses N = 10 on Atari (our default memory size too). The per-slot
+    # features (our default elsewhere, docs/design.md §4.1) cost N forwards of the Nature CNN
+    # per minibatch and have no Atari evidence: the paper's context-only attention here.
+    "mcpo": dict(memory_size=10, attn_slot_features=False),
 }
 
 PRESETS: dict[str, Preset] = {p.name: p for p in (
