@@ -54,6 +54,7 @@ from mcpo.trainer import (CHECKPOINT_FORMAT, RECENT_EPISODES, Callback, RunResul
                           install_stop_handlers, prepare_jax, record_resume,
                           recorded_result, resumed_config, write_result)
 from mcpo.types import CheckpointError, ConfigError, NonFiniteError
+from mcpo.watchdog import EXIT_HUNG, HangWatchdog, hang_seconds
 
 EVAL_STREAM = 10_000  # fold_in constant of the final evaluation's key (its own stream per seed;
 # the sampled evaluation of --eval-mode sampled/both uses EVAL_STREAM + 1)
@@ -150,6 +151,7 @@ class GroupRunner:
     """Trains `cfgs` (one per seed; `check_group` holds) as one vmapped, jitted loop."""
 
     def __init__(self, cfgs: Sequence[TrainConfig], callbacks: Sequence[Callback] = ()):
+        self.hang_seconds = hang_seconds()  # a bad $MCPO_HANG_SECONDS fails before any work
         self.cfgs = list(cfgs)
         self.cfg = cfg = self.cfgs[0]
         self.G = len(self.cfgs)
@@ -286,7 +288,8 @@ class GroupRunner:
         try:
             try:
                 self._notify("on_train_start")
-                self._loop(bar)
+                with HangWatchdog(self.hang_seconds, self._hang_message()):
+                    self._loop(bar)
             finally:
                 bar.close()
             if self.saved_iteration != self.iteration:
@@ -303,6 +306,16 @@ class GroupRunner:
             for s, h in old_handlers.items():
                 signal.signal(s, h)
             self.close()
+
+    def _hang_message(self) -> str:
+        dirs = " ".join(str(d) for d in self.run_dirs)
+        return (f"\nmcpo: no progress and no CPU use for {self.hang_seconds:g} s: XLA's CPU "
+                f"runtime has deadlocked (seen with vmapped seeds on jax 0.10.2, "
+                f"docs/design.md §3.1). Stopped with exit code {EXIT_HUNG}. Nothing written "
+                f"is lost: each run directory keeps its last checkpoint. Run again: `mcpo train "
+                f"--resume {dirs}` (a run without a checkpoint yet: the same `mcpo train` "
+                f"command with --overwrite), or rerun the sweep. ${{MCPO_HANG_SECONDS}} sets "
+                f"the limit (0: no watchdog).")
 
     def _go_on(self) -> bool:
         return (self.iteration < self.cfg.num_iterations and not self._stop_requested

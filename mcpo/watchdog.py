@@ -1,0 +1,92 @@
+"""A watchdog for computations that can deadlock: XLA's CPU runtime, with vmapped seeds on
+jax 0.10.2, now and then never finishes an iteration — every thread waits on a futex, the
+process uses no CPU, and without a watchdog it waits forever (docs/design.md §3.1; measured
+with `--backend gymnax --seeds` for MCPO: 1 start in 10 hung).
+
+A deadlocked process and a slow one differ in CPU use, not in wall time: a compile or a long
+iteration keeps the CPU busy, a deadlock does not. The watchdog samples the process's CPU time
+(all threads) every `interval` seconds and exits with `EXIT_HUNG` once the process has used
+less than `min_share` of one core for `seconds` on end. A pause it did not see running (the
+process stopped by Ctrl-Z or SIGSTOP, a suspended machine) starts the count over, so a
+resumed process is not mistaken for a hung one.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import Callable
+
+from mcpo.types import ConfigError
+
+EXIT_HUNG = 75            # EX_TEMPFAIL: try again (a rerun, or a resume, usually succeeds)
+ENV_SECONDS = "MCPO_HANG_SECONDS"
+DEFAULT_SECONDS = 180.0
+
+
+def hang_seconds() -> float:
+    """The limit from $MCPO_HANG_SECONDS (0 or negative: no watchdog), else the default."""
+    raw = os.environ.get(ENV_SECONDS, "").strip()
+    if not raw:
+        return DEFAULT_SECONDS
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"${ENV_SECONDS} must be a number of seconds (0: no watchdog); "
+                          f"got {raw!r}.") from None
+
+
+class HangWatchdog:
+    """`with HangWatchdog(seconds, message): ...` — if the process stays idle for `seconds`
+    inside the block, `before_exit()` runs (best effort), `message` goes to stderr and the
+    process exits with EXIT_HUNG. `seconds` <= 0 disables it."""
+
+    def __init__(self, seconds: float, message: str, *, interval: float = 5.0,
+                 min_share: float = 0.05, before_exit: Callable[[], None] | None = None,
+                 exit: Callable[[int], None] = os._exit):
+        self.seconds, self.message, self.interval = seconds, message, interval
+        self.min_share, self.before_exit, self._exit = min_share, before_exit, exit
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> "HangWatchdog":
+        if self.seconds > 0:
+            self._thread = threading.Thread(target=self._watch, name="mcpo-hang-watchdog",
+                                            daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+    def _watch(self) -> None:
+        wall, cpu, idle = time.monotonic(), time.process_time(), 0.0
+        while not self._stop.wait(self.interval):
+            now, used = time.monotonic(), time.process_time()
+            dt, dcpu = now - wall, used - cpu
+            wall, cpu = now, used
+            if dt > 3 * self.interval:  # we were not running: stopped or suspended
+                idle = 0.0
+            elif dcpu < self.min_share * dt:
+                idle += dt
+            else:
+                idle = 0.0
+            if idle >= self.seconds and not self._stop.is_set():
+                self._fire()
+                return
+
+    def _fire(self) -> None:
+        if self.before_exit is not None:
+            try:
+                self.before_exit()
+            except Exception:  # noqa: BLE001 - exiting anyway; the message says why
+                pass
+        try:
+            sys.stderr.write(self.message.rstrip("\n") + "\n")
+            sys.stderr.flush()
+        finally:
+            self._exit(EXIT_HUNG)

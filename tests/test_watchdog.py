@@ -1,0 +1,108 @@
+"""The hang watchdog (mcpo.watchdog): an idle process is stopped with a clear message and
+EXIT_HUNG; a busy one, or one that was paused by SIGSTOP, is left alone."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from mcpo.types import ConfigError
+from mcpo.watchdog import ENV_SECONDS, EXIT_HUNG, hang_seconds
+
+# A child that enters the watchdog (limit 1 s, sampled every 0.1 s), then idles or spins.
+CHILD = """
+import sys, time
+from mcpo.watchdog import HangWatchdog
+mode, seconds = sys.argv[1], float(sys.argv[2])
+with HangWatchdog(1.0, "HUNG: the message", interval=0.1):
+    t = time.monotonic()
+    if mode == "idle":
+        time.sleep(seconds)           # a deadlock: no CPU used
+    else:
+        while time.monotonic() - t < seconds:
+            pass                      # a long computation
+print("finished", flush=True)
+"""
+
+
+def _child(mode: str, seconds: float) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", CHILD, mode, str(seconds)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_an_idle_process_is_stopped_with_the_message_and_exit_hung():
+    t = time.monotonic()
+    p = _child("idle", 30)
+    out, err = p.communicate(timeout=25)
+    assert p.returncode == EXIT_HUNG
+    assert "HUNG: the message" in err and "finished" not in out
+    assert time.monotonic() - t < 20  # well before the 30 s sleep would have ended
+
+
+def test_a_busy_process_is_not_stopped():
+    p = _child("busy", 3)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert "finished" in out and "HUNG" not in err
+
+
+def test_a_process_paused_by_sigstop_is_not_taken_for_a_hung_one():
+    p = _child("busy", 4)
+    time.sleep(1.0)
+    os.kill(p.pid, signal.SIGSTOP)   # Ctrl-Z: stopped for longer than the limit
+    time.sleep(2.5)
+    os.kill(p.pid, signal.SIGCONT)
+    out, err = p.communicate(timeout=30)
+    assert p.returncode == 0, err
+    assert "finished" in out
+
+
+def test_the_limit_comes_from_the_environment_and_bad_values_are_refused(monkeypatch):
+    monkeypatch.setenv(ENV_SECONDS, "0")
+    assert hang_seconds() == 0
+    monkeypatch.setenv(ENV_SECONDS, "12.5")
+    assert hang_seconds() == 12.5
+    monkeypatch.setenv(ENV_SECONDS, "soon")
+    with pytest.raises(ConfigError, match=ENV_SECONDS):
+        hang_seconds()
+
+
+# A vmapped gymnax group whose host stalls after its 2nd iteration (a stand-in for XLA's
+# deadlock, which cannot be provoked on demand): the watchdog stops it, the message says how to
+# go on, and the group then resumes from its checkpoints and finishes.
+GROUP = """
+import sys, time
+import mcpo
+from mcpo.jaxenv.runner import train_group
+
+class Stall(mcpo.Callback):
+    def on_iteration(self, trainer, row):
+        if trainer.iteration == 2:
+            time.sleep(120)
+
+cfgs = [mcpo.make_config("ppo", "Pendulum-v1", backend="gymnax", seed=s, num_envs=2,
+                         num_steps=32, num_minibatches=2, update_epochs=1,
+                         total_timesteps=64 * 4, checkpoint_every=1, eval_episodes=0,
+                         progress=False, run_dir=f"{sys.argv[1]}/s{s}") for s in (1, 2)]
+train_group(cfgs, callbacks=[Stall()])
+"""
+
+
+def test_a_stalled_group_is_stopped_and_resumes(tmp_path):
+    pytest.importorskip("gymnax")
+    from mcpo.cli import main
+    from mcpo.logger import read_metrics
+
+    env = dict(os.environ, **{ENV_SECONDS: "1"})
+    p = subprocess.run([sys.executable, "-c", GROUP, str(tmp_path)], env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == EXIT_HUNG, p.stderr[-2000:]
+    assert "deadlocked" in p.stderr and f"--resume {tmp_path}/s1 {tmp_path}/s2" in p.stderr
+    for s in (1, 2):  # the iterations before the stall are logged and checkpointed
+        assert 1 <= len(read_metrics(tmp_path / f"s{s}" / "metrics.csv")) < 4
+    assert main(["train", "--resume", str(tmp_path / "s1"), str(tmp_path / "s2")]) == 0
+    for s in (1, 2):
+        assert len(read_metrics(tmp_path / f"s{s}" / "metrics.csv")) == 4
