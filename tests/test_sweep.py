@@ -329,6 +329,30 @@ def test_a_gymnax_sweep_trains_the_seeds_of_a_setting_as_one_group(tmp_path):
     assert again.returncode == 0 and "4 skipped" in again.stdout, again.stdout + again.stderr
 
 
+@pytest.mark.slow
+def test_a_group_the_hang_watchdog_stopped_is_run_again_member_by_member(tmp_path):
+    """A group job whose worker exits as the hang watchdog makes it (75) is not reported
+    failed: its members run again, each alone, and the sweep finishes."""
+    pytest.importorskip("gymnax")
+    spec = tmp_path / "gx.yaml"
+    spec.write_text("imports: [hang_once]\n" + GYMNAX_SPEC.replace("seeds: [1, 2, 3]",
+                                                                    "seeds: [1, 2]")
+                    .split("  MCPO:")[0])
+    out = tmp_path / "sweep"
+    env = dict(sweep_env(), HANG_ONCE_MARKER=str(tmp_path / "hung"))
+    r = subprocess.run(sweep_cmd(spec, out), env=env, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (tmp_path / "hung").is_file()  # the first attempt did "hang"
+    runs = sorted(d for d in out.iterdir() if (d / "run.json").is_file())
+    assert len(runs) == 2 and all((d / "result.json").is_file() for d in runs)
+    for d in runs:  # trained alone on the retry, not as the group
+        events = [e["event"] for e in json.loads((d / "run.json").read_text())["history"]]
+        assert "group" not in events
+    assert "2 done" in r.stdout and "failed" not in r.stdout.split("runs:")[-1].replace(
+        "0 failed", ""), r.stdout
+
+
 def same(row: dict, leave_out: set) -> dict:
     return {k: None if math.isnan(v) else v for k, v in row.items() if k not in leave_out}
 

@@ -8,7 +8,8 @@ numbers on either.
 * Local: `workers` worker processes (`python -m mcpo.experiments`; spawned, never forked, so
   no JAX state is inherited), each running runs one after another; a run's output is
   appended to DIR/logs/<run>.log. A worker that crashes (segfault, out of memory, killed)
-  fails its run only and is replaced. Ctrl-C or SIGTERM reaches the workers, which write a
+  fails its run only and is replaced; one stopped by the hang watchdog (exit 75, mcpo.watchdog)
+  is run again, up to HUNG_RETRIES times, a group's members each alone. Ctrl-C or SIGTERM reaches the workers, which write a
   checkpoint and stop; a re-run resumes them.
 * Ray (`--backend ray`, the `ray` extra): one Ray task per run (1 CPU each), in Ray's worker
   processes. `--address` joins a running cluster (`ray start --head` on one machine,
@@ -33,9 +34,11 @@ from typing import Callable
 
 from mcpo.experiments.worker import run_job, thread_env_vars, worker_env
 from mcpo.types import ConfigError
+from mcpo.watchdog import EXIT_HUNG
 
 BUSY_RETRIES = 12        # a run directory another process holds: retry this many times,
 BUSY_DELAY = 5.0         # this many seconds apart, then report it
+HUNG_RETRIES = 2         # a job the hang watchdog stopped (exit 75): run it again this often
 STOP_GRACE = 120.0       # after Ctrl-C: how long workers get to write their checkpoint
 POLL = 0.25
 
@@ -126,6 +129,14 @@ class _Worker:
         self.err.close()
 
 
+def _retry_jobs(job: dict) -> list[dict]:
+    """What to run again after the hang watchdog stopped `job` (mcpo.watchdog; XLA's CPU
+    runtime deadlocks a vmapped program now and then): a group's members each alone, since
+    their run directories exist now (each resumes from its checkpoint, or starts over if it
+    had none), a single run as it was."""
+    return job["members"] if "members" in job else [job]
+
+
 class LocalPool:
     """`workers` long-lived worker processes (python -m mcpo.experiments, spawned fresh: no
     JAX state is inherited), each running its runs one after another, so JAX and compiled
@@ -164,6 +175,9 @@ class LocalPool:
                     w.job = None
                     if result["status"] == "busy" and tries < BUSY_RETRIES:
                         pending.append((job, tries + 1, time.time() + BUSY_DELAY))
+                        continue
+                    if result.get("exit_code") == EXIT_HUNG and tries < HUNG_RETRIES:
+                        pending.extend((m, tries + 1, 0.0) for m in _retry_jobs(job))
                         continue
                     on_done(job, result)
                 tick()
