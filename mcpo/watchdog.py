@@ -17,7 +17,6 @@ import os
 import sys
 import threading
 import time
-from typing import Callable
 
 from mcpo.types import ConfigError
 
@@ -40,14 +39,13 @@ def hang_seconds() -> float:
 
 class HangWatchdog:
     """`with HangWatchdog(seconds, message): ...` — if the process stays idle for `seconds`
-    inside the block, `before_exit()` runs (best effort), `message` goes to stderr and the
-    process exits with EXIT_HUNG. `seconds` <= 0 disables it."""
+    inside the block, `message` goes to stderr and the process exits with EXIT_HUNG (os._exit:
+    the stuck threads cannot be joined). `seconds` <= 0 disables it."""
 
     def __init__(self, seconds: float, message: str, *, interval: float = 5.0,
-                 min_share: float = 0.05, before_exit: Callable[[], None] | None = None,
-                 exit: Callable[[int], None] = os._exit):
-        self.seconds, self.message, self.interval = seconds, message, interval
-        self.min_share, self.before_exit, self._exit = min_share, before_exit, exit
+                 min_share: float = 0.05):
+        self.seconds, self.message = seconds, message
+        self.interval, self.min_share = interval, min_share
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -80,13 +78,8 @@ class HangWatchdog:
                 return
 
     def _fire(self) -> None:
-        if self.before_exit is not None:
-            try:
-                self.before_exit()
-            except Exception:  # noqa: BLE001 - exiting anyway; the message says why
-                pass
         try:
             sys.stderr.write(self.message.rstrip("\n") + "\n")
             sys.stderr.flush()
         finally:
-            self._exit(EXIT_HUNG)
+            os._exit(EXIT_HUNG)

@@ -4,11 +4,13 @@ goes, and setup/compile costs."""
 from __future__ import annotations
 
 from mcpo.bench.results import BenchResult
-from mcpo.bench.settings import RATIOS, EnvSetting, Settings
+from mcpo.bench.settings import OURS, RATIOS, EnvSetting, Settings
 from mcpo.types import flag_name
 
+# {n}: MCPO's memory size
 LABELS = {"env": "env only, random actions", "rollout": "rollout only (our sampling)",
-          "ppo": "PPO (ours)", "mcpo": "MCPO (ours)", "mcpo-paper": "MCPO paper-literal (ours)",
+          "ppo": "PPO (ours)", "mcpo": "MCPO (ours, N={n})",
+          "mcpo-paper": "MCPO paper-literal (ours, N={n}, --no-attn-slot-features)",
           "sb3-ppo": "SB3 PPO"}
 # mcpo.envs.network_kind -> what ours build ({h}: the hidden sizes)
 NETWORKS = {"mlp": "{h} tanh actor and critic",
@@ -17,11 +19,7 @@ NETWORKS = {"mlp": "{h} tanh actor and critic",
 
 
 def _label(system: str, s: Settings) -> str:
-    if system == "mcpo":
-        return f"MCPO (ours, N={s.memory_size})"
-    if system == "mcpo-paper":
-        return f"MCPO paper-literal (ours, N={s.memory_size}, --no-attn-slot-features)"
-    return LABELS[system]
+    return LABELS[system].format(n=s.memory_size)
 
 
 def _num(st: dict | None, fmt: str = "{:,.0f}", suffix: str = "") -> str:
@@ -73,7 +71,7 @@ def format_report(res: BenchResult) -> str:
     systems = [x for x in s.systems if any(y.system == x for y in res.samples)]
     m = res.machine
     rounds_done = {e: len({x.round for x in res.samples if x.env_id == e}) for e in envs}
-    learners = [x for x in systems if x in ("ppo", "mcpo", "mcpo-paper", "sb3-ppo")]
+    learners = [x for x in systems if x in OURS or x == "sb3-ppo"]
     out = [
         f"mcpo bench, {res.started}, {res.seconds:.0f} s",
         f"machine: {m['cpu']}, {m['usable_cpus']} usable of {m['cpus']} CPUs, load average "
@@ -136,7 +134,7 @@ def format_report(res: BenchResult) -> str:
             learns = x in learners
             split_rows.append([
                 _label(x, s), e, f"{1e3 * it:,.1f}", pct(ro), pct(up) if learns else "-",
-                pct(ot) if x in ("ppo", "mcpo", "mcpo-paper") else "-", f"{1e6 * ro / env.batch_size:,.1f}",
+                pct(ot) if x in OURS else "-", f"{1e6 * ro / env.batch_size:,.1f}",
                 (f"{1e3 * up / (env.update_epochs * env.num_minibatches):.3f}"
                  if learns else "-")])
     out += ["Where the time goes (steady state, per iteration; medians over rounds). "

@@ -33,8 +33,7 @@ _VECTOR_TARGETS = {"ppo": 8.0, "mcpo": 6.0}
 TARGETS: dict[str, dict[str, float]] = {"classic": _VECTOR_TARGETS, "box2d": _VECTOR_TARGETS,
                                         "mujoco": _VECTOR_TARGETS, "atari": {"ppo": 2.0}}
 RATIOS = (("ppo", "sb3-ppo"), ("mcpo", "sb3-ppo"), ("mcpo-paper", "sb3-ppo"), ("ppo", "env"),
-          ("mcpo", "env"),
-          ("rollout", "env"), ("sb3-ppo", "env"))
+          ("mcpo", "env"), ("rollout", "env"), ("sb3-ppo", "env"))
 TURN_TIMEOUT = 600.0  # seconds one turn of one system may take before the bench gives up
 
 

@@ -8,9 +8,10 @@ numbers on either.
 * Local: `workers` worker processes (`python -m mcpo.experiments`; spawned, never forked, so
   no JAX state is inherited), each running runs one after another; a run's output is
   appended to DIR/logs/<run>.log. A worker that crashes (segfault, out of memory, killed)
-  fails its run only and is replaced; one stopped by the hang watchdog (exit 75, mcpo.watchdog)
-  is run again, up to HUNG_RETRIES times, a group's members each alone. Ctrl-C or SIGTERM reaches the workers, which write a
-  checkpoint and stop; a re-run resumes them.
+  fails its run only and is replaced; one stopped by the hang watchdog (exit 75,
+  mcpo.watchdog) is run again, up to HUNG_RETRIES times, a group's members each alone.
+  Ctrl-C or SIGTERM reaches the workers, which write a checkpoint and stop; a re-run resumes
+  them.
 * Ray (`--backend ray`, the `ray` extra): one Ray task per run (1 CPU each), in Ray's worker
   processes. `--address` joins a running cluster (`ray start --head` on one machine,
   `ray start --address ...` on the others); without it a local cluster is started for the
@@ -129,12 +130,18 @@ class _Worker:
         self.err.close()
 
 
-def _retry_jobs(job: dict) -> list[dict]:
-    """What to run again after the hang watchdog stopped `job` (mcpo.watchdog; XLA's CPU
-    runtime deadlocks a vmapped program now and then): a group's members each alone, since
-    their run directories exist now (each resumes from its checkpoint, or starts over if it
-    had none), a single run as it was."""
-    return job["members"] if "members" in job else [job]
+def _again(job: dict, tries: int, result: dict) -> list[tuple[dict, int, float]]:
+    """The (job, tries, when) entries to queue again for a job that ended with `result`, or
+    [] when its outcome stands. A run directory another process holds: the same job, a few
+    seconds later. One the hang watchdog stopped (mcpo.watchdog; XLA's CPU runtime deadlocks a
+    vmapped program now and then): a group's members each alone, since their run directories
+    exist now (each resumes from its checkpoint, or starts over if it had none), a single run
+    as it was."""
+    if result["status"] == "busy" and tries < BUSY_RETRIES:
+        return [(job, tries + 1, time.time() + BUSY_DELAY)]
+    if result.get("exit_code") == EXIT_HUNG and tries < HUNG_RETRIES:
+        return [(m, tries + 1, 0.0) for m in job.get("members") or [job]]
+    return []
 
 
 class LocalPool:
@@ -149,7 +156,7 @@ class LocalPool:
         self.log_path = log_path
 
     def run(self, jobs: list[dict], on_start: OnStart, on_done: OnDone, tick: Tick) -> None:
-        pending = collections.deque((job, 0, 0.0) for job in jobs)  # (job, busy tries, when)
+        pending = collections.deque((job, 0, 0.0) for job in jobs)  # (job, retries, when)
         err_log = self.log_path("workers")
         slots = [_Worker(err_log) for _ in range(min(self.workers, len(jobs)))]
         try:
@@ -173,11 +180,9 @@ class LocalPool:
                         continue
                     job, tries = w.job, w.tries
                     w.job = None
-                    if result["status"] == "busy" and tries < BUSY_RETRIES:
-                        pending.append((job, tries + 1, time.time() + BUSY_DELAY))
-                        continue
-                    if result.get("exit_code") == EXIT_HUNG and tries < HUNG_RETRIES:
-                        pending.extend((m, tries + 1, 0.0) for m in _retry_jobs(job))
+                    again = _again(job, tries, result)
+                    if again:
+                        pending.extend(again)
                         continue
                     on_done(job, result)
                 tick()
@@ -270,8 +275,9 @@ class RayPool:
                                           "how": "new", "exit_code": 1, "steps": 0,
                                           "error": f"Ray task failed: {e}", "wall_time": None,
                                           "host": None, "final_return": None}
-                            if result["status"] == "busy" and tries < BUSY_RETRIES:
-                                pending.append((job, tries + 1, time.time() + BUSY_DELAY))
+                            again = _again(job, tries, result)
+                            if again:
+                                pending.extend(again)
                                 continue
                             on_done(job, result)
                     else:
