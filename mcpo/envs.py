@@ -330,6 +330,13 @@ class SyncVecEnv:
         self.single_observation_space = self.envs[0].observation_space
         self.single_action_space = self.envs[0].action_space
         self.obs_shape, self.obs_dtype = obs_layout(self.single_observation_space)
+        # What a step without an episode end returns for final_obs / the flags: shared and
+        # read-only, so a step allocates only obs and reward (~1 us less per step).
+        self._no_final = np.zeros((self.num_envs,) + self.obs_shape, self.obs_dtype)
+        self._none = np.zeros(self.num_envs, bool)
+        self._no_final.flags.writeable = self._none.flags.writeable = False
+        # obs already in the harness's shape (most Box spaces): assigned without a reshape
+        self._flat = tuple(self.single_observation_space.shape) == self.obs_shape
 
     def _obs(self, o):
         return np.asarray(o, self.obs_dtype).reshape(self.obs_shape)
@@ -344,12 +351,9 @@ class SyncVecEnv:
     def step(self, actions) -> VecStep:
         n, shape, dtype = self.num_envs, self.obs_shape, self.obs_dtype
         obs = np.empty((n,) + shape, dtype)
-        final_obs = np.zeros((n,) + shape, dtype)
         rew = np.empty(n, np.float64)
         score = rew
-        term = np.zeros(n, bool)
-        trunc = np.zeros(n, bool)
-        ended = np.zeros(n, bool)
+        final_obs, term, trunc, ended = self._no_final, self._none, self._none, self._none
         for i, env in enumerate(self.envs):
             o, r, te, tr, info = env.step(actions[i])
             rew[i] = r
@@ -359,12 +363,16 @@ class SyncVecEnv:
                 score[i] = info["score"]
                 te = te or info["life_lost"]
             if te or tr:
+                if term is self._none:  # the first end in this step: arrays of its own
+                    term, trunc, ended = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
                 term[i], trunc[i] = te, tr and not te
-            if (te and not info.get("life_lost", False)) or tr:
-                ended[i] = True
-                final_obs[i] = self._obs(o)
-                o, _ = env.reset()
-            obs[i] = self._obs(o)
+                if (te and not info.get("life_lost", False)) or tr:
+                    if final_obs is self._no_final:
+                        final_obs = np.zeros((n,) + shape, dtype)
+                    ended[i] = True
+                    final_obs[i] = self._obs(o)
+                    o, _ = env.reset()
+            obs[i] = o if self._flat else self._obs(o)
         return VecStep(obs, rew, term, trunc, final_obs, score, ended)
 
     def close(self):

@@ -12,7 +12,7 @@ import toy_envs
 from mcpo.distributions import Categorical
 from mcpo.envs import make_vec_env
 from mcpo.networks import make_policy
-from mcpo.rollout import Collector, Rollout, gae, make_prepare_batch
+from mcpo.rollout import Collector, Interrupted, Rollout, gae, make_prepare_batch
 
 toy_envs.register()
 GAMMA, LAM = 0.9, 0.8
@@ -135,3 +135,44 @@ def test_rollout_marks_termination_not_truncation():
     np.testing.assert_array_equal(np.flatnonzero(ro.terminated[:, 0]), [2, 5])
     assert not ro.truncated.any()
     assert np.all(ro.rewards == 1.0)
+
+
+def test_episodes_that_span_rollouts_are_logged_whole_and_in_step_order():
+    # Counter-v0: reward 1 per step, time limit 5; rollouts of 3 steps, so every episode
+    # starts in one rollout and ends in another (or two later)
+    vec = make_vec_env("mcpo_test/Counter-v0", 2)
+    policy = make_policy(vec.single_observation_space, vec.single_action_space)
+    c = Collector(vec, policy, num_steps=3, gamma=0.99, norm_obs=False, norm_reward=False,
+                  clip_obs=10, clip_reward=10)
+    c.start(0, 0)
+    actor = jax.tree.map(np.asarray, policy.init(jax.random.PRNGKey(0))["actor"])
+    rng = np.random.default_rng(0)
+    per_rollout = [c.collect(actor, rng)[1] for _ in range(4)]  # steps 1-12: ends at 5, 10
+    assert [len(e) for e in per_rollout] == [0, 2, 0, 2]
+    for eps in (per_rollout[1], per_rollout[3]):
+        assert [(e.ret, e.length, e.success) for e in eps] == [(5.0, 5, False)] * 2
+    # the episodes in flight are carried: 2 steps done after the end at step 10
+    np.testing.assert_array_equal(c.ep_length, [2, 2])
+    np.testing.assert_array_equal(c.ep_return, [2.0, 2.0])
+
+
+def test_an_interrupted_rollout_leaves_the_statistics_as_they_were():
+    vec = make_vec_env("Pendulum-v1", 1)
+    policy = make_policy(vec.single_observation_space, vec.single_action_space)
+    c = Collector(vec, policy, num_steps=50, gamma=0.99, norm_obs=True, norm_reward=True,
+                  clip_obs=10, clip_reward=10)
+    c.start(0, 0)
+    actor = jax.tree.map(np.asarray, policy.init(jax.random.PRNGKey(0))["actor"])
+    c.collect(actor, np.random.default_rng(0))
+    before = c.state_dict()
+    calls = iter(range(10**6))
+    with pytest.raises(Interrupted):  # stop requested at the 20th step
+        c.collect(actor, np.random.default_rng(1), should_stop=lambda: next(calls) == 19)
+    after = c.state_dict()
+    assert after["lost_episodes"] == before["lost_episodes"]
+    for k in ("obs_rms", "ret_rms"):
+        for name in ("mean", "var", "count"):
+            np.testing.assert_array_equal(after[k][name], before[k][name])
+    # and a completed rollout does change them (the check above can fail)
+    c.collect(actor, np.random.default_rng(1))
+    assert c.state_dict()["obs_rms"]["count"] > before["obs_rms"]["count"]

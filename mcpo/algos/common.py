@@ -42,6 +42,9 @@ class AlgoSpec:
     # (cfg, policy) -> objects with mcpo.trainer.Callback's methods that the trainer runs with
     # the user's callbacks (an algorithm cannot import the trainer): e.g. MCPO's psi evaluation.
     make_callbacks: Callable | None = None
+    # make_update takes `batched=` the seed axis's name when it will run vmapped over seeds
+    # (the JAX backends) and computes differently then (MCPO; same numbers up to rounding).
+    batched_update: bool = False
 
 
 # The optimizer-step counter (TrainState.n_updates, optax's schedule count) is an int32.
@@ -108,10 +111,10 @@ def permutation(key, n: int):
 def minibatch_epochs(carry, batch, key, n_epochs: int, n_minibatches: int, step_fn,
                      with_next: bool = False, unroll: int = 1):
     """Run `step_fn(carry, minibatch) -> (carry, info)` over `n_epochs` random partitions of
-    the batch into `n_minibatches`; one nested `lax.scan`. Returns (carry, info stacked
+    the batch (any pytree of arrays with the samples first) into `n_minibatches`; one nested `lax.scan`. Returns (carry, info stacked
     (n_epochs, n_minibatches, ...)). `with_next`: step_fn gets (minibatch, the epoch's next
     minibatch), the last one paired with the first. `unroll`: of the minibatch scan."""
-    B = batch.obs.shape[0]
+    B = jax.tree.leaves(batch)[0].shape[0]
     mb = B // n_minibatches
     # All epochs' permutations in one batched call before the loop, the same permutations as
     # one call per epoch (measured: PPO's Pendulum update -5%).

@@ -222,11 +222,13 @@ def return_signal(mc: MCPOConfig, mb, adv):
     return {"normalized": adv, "raw": mb.advantages, "return": mb.returns}[mc.context_returns]
 
 
-def slot_features(policy, params, memory, mb, signal) -> jax.Array:
+def slot_features(policy, params, memory, mb, signal, d_slots=None) -> jax.Array:
     """Our extension: each slot's content on the minibatch (SLOT_FEATURES), z-scored across the
-    valid slots and clipped to +-5; (N, 3) indexed by age, 0 for empty slots (stop-gradient)."""
+    valid slots and clipped to +-5; (N, 3) indexed by age, 0 for empty slots (stop-gradient).
+    `d_slots`: the slots' distribution parameters on the minibatch, if known (`SlotCache`)."""
     dist = policy.dist
-    d_slots = M.stacked_dist_params(policy, memory.params, mb.obs)        # (N, B, P)
+    if d_slots is None:
+        d_slots = M.stacked_dist_params(policy, memory.params, mb.obs)    # (N, B, P)
     d_theta = policy.dist_params(params["actor"], mb.obs)
     logp = jax.vmap(lambda d: dist.log_prob(d, mb.actions))(d_slots)     # (N, B)
     tau = jnp.exp(jnp.clip(logp - mb.logp, -20.0, 20.0))
@@ -287,12 +289,13 @@ def select_beta(mc: MCPOConfig, algo: "MCPOState", d_old_theta, d_old_psi):
 
 
 def mcpo_objective(params, attn, algo: MCPOState, mb, *, policy, mc: MCPOConfig, vf_coef,
-                   ent_coef, norm_adv, mb_phi=None):
+                   ent_coef, norm_adv, mb_phi=None, d_slots=None):
     """Eq. 6 as a loss: -(L1(theta) + L2(phi)) + c_v L_V - c_e H.
 
     psi is held fixed in L1 and the context v is constant in L2, so the gradient w.r.t. theta
     is L1's alone and the gradient w.r.t. phi is L2's alone (tests/test_mcpo.py checks both).
     `mb_phi`: the minibatch L2 is scored on (--attn-objective next-minibatch); default `mb`.
+    `d_slots`: the memory slots' distribution parameters on `mb`, if cached (`SlotCache`).
     """
     dist = policy.dist
     adv = normalize(mb.advantages, norm_adv)
@@ -304,7 +307,8 @@ def mcpo_objective(params, attn, algo: MCPOState, mb, *, policy, mc: MCPOConfig,
         attn_in = CN.apply(ctx_stats, context)
     slot_feats = None
     if mc.attn_slot_features and mc.psi_rule == "attention":
-        slot_feats = slot_features(policy, params, algo.memory, mb, return_signal(mc, mb, adv))
+        slot_feats = slot_features(policy, params, algo.memory, mb, return_signal(mc, mb, adv),
+                                   d_slots)
     # Eq. 1: psi = sum_i f_phi(v)_i theta_i   (memory entries are constants)
     w = virtual_policy_weights(mc, attn, algo.memory, attn_in, slot_feats)
     psi = M.mix(w, jax.lax.stop_gradient(algo.memory.params))
@@ -358,10 +362,34 @@ def should_write(mc: MCPOConfig, d_new_psi, d_old_psi, n_updates):
     return (n_updates % k) == 0
 
 
-def make_update(cfg, policy):
+def caches_slots(mc: MCPOConfig, batched: bool | str) -> bool:
+    """Whether the update keeps the slots' outputs on the whole batch (`make_update`): with
+    slot features, unless vmapped without an axis name (`batched` True: lax.cond becomes a
+    select that always pays for a rewrite) or written so often ('every', 'interval:k' with
+    k < 4) that rewriting a slot on the whole batch costs more than the N forwards per
+    minibatch it replaces."""
+    if not (mc.attn_slot_features and mc.psi_rule == "attention") or batched is True:
+        return False
+    return mc.write_rule == "diversity" or (mc.write_rule.startswith("interval:")
+                                            and int(mc.write_rule.split(":")[1]) >= 4)
+
+
+def make_update(cfg, policy, batched: bool | str = False):
+    """The update (pure; jit it). `batched`: it will run vmapped over seeds (the JAX backends):
+    the name of that vmap axis, or True if it has none. This changes how it computes, not
+    what."""
     mc: MCPOConfig = cfg.algo_config
     tx, tx_attn = make_optimizer(cfg), _attn_tx(cfg)
     next_mb = mc.attn_objective == "next-minibatch"
+    # The slot features need every memory slot's outputs on each minibatch: N actor forwards
+    # per minibatch, which doubled the update's cost. The slots change only on a write (~2 %
+    # of minibatches on HalfCheetah), so on the host path the slots' outputs on the whole
+    # batch are computed once per update, gathered per minibatch and recomputed for the
+    # written slot only (lax.cond). Same numbers up to float rounding (tests/test_mcpo.py).
+    # Vmapped over seeds, the condition is "any seed wrote" (a psum over the seed axis), so
+    # the branch is still skipped on most minibatches instead of becoming a select.
+    cache = caches_slots(mc, batched)
+    seed_axis = batched if isinstance(batched, str) else None
 
     def update(state: TrainState, batch):
         # theta and phi, with their Adam states, run the epochs as flat vectors
@@ -369,19 +397,22 @@ def make_update(cfg, policy):
         th = flatten(state.params, state.opt_state)
         ph = flatten(state.algo.attn, state.algo.attn_opt_state)
 
-        def objective(theta, phi, algo, mb, mb_phi):
+        def objective(theta, phi, algo, mb, mb_phi, d_slots):
             """Eq. 6's value and gradients w.r.t. the flat theta and phi (`update`'s th, ph)."""
             return jax.value_and_grad(
                 lambda t, f: mcpo_objective(
                     th.unravel(t), ph.unravel(f), algo, mb, policy=policy, mc=mc,
                     vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef, norm_adv=cfg.norm_adv,
-                    mb_phi=mb_phi),
+                    mb_phi=mb_phi, d_slots=d_slots),
                 argnums=(0, 1), has_aux=True)(theta, phi)
 
         def step(carry, xs):
-            theta, opt_state, phi, attn_opt_state, algo, n_updates = carry
-            mb, mb_phi = xs if next_mb else (xs, None)
-            (_, aux), (g_theta, g_attn) = objective(theta, phi, algo, mb, mb_phi)
+            (theta, opt_state, phi, attn_opt_state, algo, n_updates), slots = carry
+            (mb, rows), mb_phi = xs if next_mb else (xs, None)
+            if mb_phi is not None:
+                mb_phi = mb_phi[0]
+            d_slots = None if slots is None else slots[:, rows]
+            (_, aux), (g_theta, g_attn) = objective(theta, phi, algo, mb, mb_phi, d_slots)
             # theta step (Eq. 3) with psi fixed
             upd, opt_state = tx.update(g_theta, opt_state, theta)
             theta = theta + upd
@@ -398,6 +429,14 @@ def make_update(cfg, policy):
             memory = algo.memory  # the diagnostics below read the memory psi was mixed from
             new_algo = algo._replace(memory=M.memory_write(memory, actor, write),
                                      psi_old=aux["psi"], ctx_norm=aux["ctx_norm"])
+            if slots is not None:  # the written slot's outputs on the whole batch
+                def rewrite(c):
+                    fresh = jnp.where(write, policy.dist_params(actor, batch.obs), c[memory.ptr])
+                    return c.at[memory.ptr].set(fresh)
+
+                wrote = (write if seed_axis is None
+                         else jax.lax.psum(write.astype(jnp.int32), seed_axis) > 0)
+                slots = jax.lax.cond(wrote, rewrite, lambda c: c, slots)
             info = {k: aux[k] for k in ("theta_loss", "phi_loss", "alpha", "d_old_theta",
                                         "d_old_psi", "policy_loss", "value_loss", "entropy",
                                         "attn_objective", "kl_psi_theta", "approx_kl",
@@ -409,15 +448,19 @@ def make_update(cfg, policy):
                         grad_norm=optax.global_norm(g_theta),
                         attn_grad_norm=optax.global_norm(g_attn),
                         **M.attention_diagnostics(aux["weights"], memory))
-            return (theta, opt_state, phi, attn_opt_state, new_algo, n_updates), info
+            return ((theta, opt_state, phi, attn_opt_state, new_algo, n_updates), slots), info
 
         key, k_perm = jax.random.split(state.key)
         writes_before = state.algo.memory.writes
         # phi and its optimizer state travel in the carry, not in algo (stale there until the end)
         algo = state.algo._replace(attn=(), attn_opt_state=())
-        (theta, opt_state, phi, attn_opt_state, algo, n_updates), info = minibatch_epochs(
-            (th.params, th.opt_state, ph.params, ph.opt_state, algo, state.n_updates), batch,
-            k_perm, cfg.update_epochs, cfg.num_minibatches, step, with_next=next_mb)
+        slots = (M.stacked_dist_params(policy, algo.memory.params, batch.obs) if cache
+                 else None)                                               # (N, B, P)
+        rows = jnp.arange(batch.obs.shape[0])  # each minibatch's rows, to gather `slots`
+        ((theta, opt_state, phi, attn_opt_state, algo, n_updates), _), info = minibatch_epochs(
+            ((th.params, th.opt_state, ph.params, ph.opt_state, algo, state.n_updates), slots),
+            (batch, rows), k_perm, cfg.update_epochs, cfg.num_minibatches, step,
+            with_next=next_mb)
         params, opt_state = unflatten(th._replace(params=theta, opt_state=opt_state),
                                       state.opt_state)
         attn, attn_opt_state = unflatten(ph._replace(params=phi, opt_state=attn_opt_state),
@@ -480,7 +523,7 @@ class MCPOMeanConfig(MCPOConfig):
 
 SPEC = AlgoSpec("mcpo", MCPOConfig, init, make_update,
                 "Memory-Constrained Policy Optimization (virtual trust region)",
-                make_callbacks=psi_eval.make_callbacks)
+                make_callbacks=psi_eval.make_callbacks, batched_update=True)
 SPEC_MEAN = AlgoSpec("mcpo-mean", MCPOMeanConfig, init, make_update,
                      "MCPO with psi = mean of the policy memory (no attention)",
                      make_callbacks=psi_eval.make_callbacks)
