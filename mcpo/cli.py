@@ -20,7 +20,7 @@ import textwrap
 
 import numpy as np
 
-from mcpo import bench
+from mcpo import bench, xla_threads
 from mcpo.agent import EvalSettings, check_video_path, load, run_episodes
 from mcpo.envs import env_family
 from mcpo.scores import atari_game, has_human_scores, human_normalized
@@ -248,6 +248,7 @@ def cmd_train(ns, argv: list[str]) -> int:
         check_wandb()
         tracker = WandbCallback(project=ns.wandb_project, group=ns.wandb_group)
     callbacks = [tracker] if tracker else []
+    xla_threads.requested("mlp")  # a bad $MCPO_XLA_THREADS fails before any work
     ok = False
     try:
         if ns.resume:

@@ -35,6 +35,7 @@ try:  # private JAX API, for unroll_threefry_on_cpu (jax is pinned; skipped if i
 except ImportError:
     _mlir = _threefry = None
 
+from mcpo import xla_threads
 from mcpo.agent import Agent, run_episodes
 from mcpo.algos import ALGOS
 from mcpo.algos.common import finite_leaves, learning_rate_at
@@ -255,9 +256,10 @@ class Trainer:
                     f"{self.vec.obs_dtype} {'x'.join(map(str, self.vec.obs_shape))} (images or "
                     f"grids, scaled or encoded inside the network). Use --no-norm-obs (the "
                     f"atari and minigrid presets do).")
+            kind = network_kind(cfg.env_id, self.vec.single_observation_space)
+            xla_threads.limit(xla_threads.requested(kind))  # before the first JAX computation
             self.policy = make_policy(self.vec.single_observation_space,
-                                      self.vec.single_action_space, cfg.hidden_sizes,
-                                      network_kind(cfg.env_id, self.vec.single_observation_space))
+                                      self.vec.single_action_space, cfg.hidden_sizes, kind)
             self.collector = Collector(self.vec, self.policy, num_steps=cfg.num_steps,
                                        gamma=cfg.gamma, norm_obs=cfg.norm_obs,
                                        norm_reward=cfg.norm_reward, clip_obs=cfg.clip_obs,

@@ -26,7 +26,7 @@ from mcpo.cli import main
 from mcpo.config import TrainConfig
 from mcpo.envs import RunningMeanStd, check_env_id
 from mcpo.jaxenv import registry
-from mcpo.jaxenv.loop import SEED_AXIS, EpisodeLog, Loop, recent_in_order
+from mcpo.jaxenv.loop import EpisodeLog, Loop, recent_in_order
 from mcpo.jaxenv.runner import GroupRunner
 from mcpo.jaxenv.registry import make_jax_env
 from mcpo.jaxenv.running import scale_reward, stats_init, stats_update
@@ -198,7 +198,7 @@ def test_every_method_traces_inside_the_vmapped_jitted_loop(algo):
     loop = Loop(cfg, ALGOS[algo], policy, env, 100)
     keys = jnp.stack([jax.random.PRNGKey(s) for s in (0, 1)])
     state = jax.eval_shape(jax.vmap(loop.init), keys)
-    new, metrics = jax.eval_shape(jax.vmap(loop.iteration, axis_name=SEED_AXIS), state)
+    new, metrics = jax.eval_shape(jax.vmap(loop.iteration), state)
     assert jax.tree.structure(new) == jax.tree.structure(state)
     assert metrics["stats"]["value_loss"].shape == (2,)
 

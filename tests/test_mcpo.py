@@ -363,32 +363,3 @@ def test_cached_slot_outputs_give_the_uncached_update():
                                    atol=1e-6)
     assert writes > 0  # the rewrite of a written slot was exercised
 
-
-def test_cached_slot_outputs_vmapped_over_seeds_give_the_uncached_update():
-    # Vmapped (the JAX backends), the rewrite runs when any seed wrote (a psum over the seed
-    # axis): seeds that did not write keep their slots. Two seeds that write at different
-    # minibatches ('interval:k' counts each seed's own n_updates, offset by 2 here).
-    B = 64
-    cfg = TrainConfig(algo="mcpo", num_steps=B, num_minibatches=4, update_epochs=3,
-                      algo_config=mc.MCPOConfig(memory_size=4, write_rule="interval:5"))
-    _, _, algo, batch = _setup()
-    s0 = mc.init(cfg, POLICY, jax.random.PRNGKey(0))
-    s0 = s0._replace(algo=s0.algo._replace(memory=algo.memory))
-    s1 = mc.init(cfg, POLICY, jax.random.PRNGKey(7))._replace(n_updates=jnp.asarray(2))
-    s1 = s1._replace(algo=s1.algo._replace(memory=algo.memory))
-    states = jax.tree.map(lambda a, b: jnp.stack([a, b]), s0, s1)
-    batches = jax.tree.map(lambda x: jnp.stack([x, x]), batch)
-    cached = jax.jit(jax.vmap(mc.make_update(cfg, POLICY, batched="s"), axis_name="s"))
-    plain = jax.jit(jax.vmap(mc.make_update(cfg, POLICY, batched=True)))
-    a, b = states, states
-    for _ in range(2):
-        a, sa = cached(a, batches)
-        b, sb = plain(b, batches)
-        np.testing.assert_array_equal(sa["memory_writes"], sb["memory_writes"])
-        for x, y in zip(jax.tree.leaves((a.params, a.algo.attn, a.algo.memory.params)),
-                        jax.tree.leaves((b.params, b.algo.attn, b.algo.memory.params))):
-            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=3e-5)
-    # over 24 minibatches seed 0 writes at n_updates 5, 10, 15, 20 (its own 5th, 10th, ...
-    # step) and seed 1 at 5, ..., 25 (its 3rd, 8th, ...): on those steps one seed writes and
-    # the other must keep its slots (2 writes were already in _setup's memory)
-    np.testing.assert_array_equal(a.algo.memory.writes, [6, 7])

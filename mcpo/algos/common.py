@@ -42,8 +42,8 @@ class AlgoSpec:
     # (cfg, policy) -> objects with mcpo.trainer.Callback's methods that the trainer runs with
     # the user's callbacks (an algorithm cannot import the trainer): e.g. MCPO's psi evaluation.
     make_callbacks: Callable | None = None
-    # make_update takes `batched=` the seed axis's name when it will run vmapped over seeds
-    # (the JAX backends) and computes differently then (MCPO; same numbers up to rounding).
+    # make_update takes `batched=True` when it will run vmapped over seeds (the JAX backends)
+    # and computes differently then (MCPO: no lax.cond; same numbers up to rounding).
     batched_update: bool = False
 
 

@@ -14,6 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from mcpo import xla_threads
 from mcpo.bench.report import format_report
 from mcpo.bench.results import BenchResult, Build, Sample
 from mcpo.bench.sb3 import sb3_unavailable, sb3_unsupported
@@ -90,6 +91,13 @@ def run(s: Settings, *, log=None) -> BenchResult:
     # As mcpo.train does (the bench builds its Trainer itself); without the compile cache our
     # runs compile cold, so the compile figures are a first run's.
     prepare_jax(compile_cache=s.compile_cache)
+    # One process for every env: XLA's threads as `mcpo train` would choose them if all the
+    # envs agree (mcpo.xla_threads), else XLA's default.
+    wanted = {xla_threads.requested(e.network) for e in envs.values()}
+    threads = wanted.pop() if len(wanted) == 1 else None
+    applied = xla_threads.limit(threads)
+    notes.append(f"XLA computed with {threads} thread(s) (${xla_threads.ENV}; mcpo.xla_threads)."
+                 if applied else "XLA computed with its default threads (all CPUs).")
     res = BenchResult(s, machine_info(), [], [], notes,
                       _dt.datetime.now().astimezone().isoformat(timespec="seconds"), envs=envs)
     t_start = time.perf_counter()

@@ -75,9 +75,6 @@ def recent_in_order(log: EpisodeLog, field: str = "recent") -> list:
     return r[:n] if n <= cap else r[n % cap:] + r[:n % cap]
 
 
-SEED_AXIS = "seeds"  # the vmap axis of a group's seeds: vmap `iteration` with this axis_name
-
-
 class Loop:
     """The pure functions of one run configuration: `init(key)`, `iteration(state)` for ONE
     seed; `mcpo.jaxenv.runner` vmaps and jits them over a group of seeds."""
@@ -85,7 +82,7 @@ class Loop:
     def __init__(self, cfg, spec, policy, env: JaxEnv, recent: int, success: bool = False):
         self.cfg, self.spec, self.policy, self.env, self.recent = cfg, spec, policy, env, recent
         self.success = success
-        self.update = (spec.make_update(cfg, policy, batched=SEED_AXIS) if spec.batched_update
+        self.update = (spec.make_update(cfg, policy, batched=True) if spec.batched_update
                        else spec.make_update(cfg, policy))
         space = env.action_space
         self.box = isinstance(space, gym.spaces.Box)

@@ -42,7 +42,7 @@ from mcpo.checkpoint import flatten, load_checkpoint, restore, save_checkpoint
 from mcpo.config import EVAL_DETERMINISTIC, TrainConfig
 from mcpo.envs import env_family
 from mcpo.jaxenv.evaluate import make_evaluate
-from mcpo.jaxenv.loop import SEED_AXIS, Loop, LoopState, recent_in_order
+from mcpo.jaxenv.loop import Loop, LoopState, recent_in_order
 from mcpo.jaxenv.registry import is_jax_backend, make_jax_env
 from mcpo.jaxenv.running import from_state_dict, to_state_dict
 from mcpo.logger import MetricsLogger
@@ -166,7 +166,7 @@ class GroupRunner:
                          success=self.success)
         keys = jnp.stack([jax.random.PRNGKey(c.seed) for c in self.cfgs])
         self.state: LoopState = jax.jit(jax.vmap(self.loop.init))(keys)
-        self._iterate = jax.jit(jax.vmap(self.loop.iteration, axis_name=SEED_AXIS))
+        self._iterate = jax.jit(jax.vmap(self.loop.iteration))
         self.members = [Member(self, i) for i in range(self.G)]
         self.iteration = 0
         self.global_step = 0

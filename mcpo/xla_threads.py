@@ -1,0 +1,73 @@
+"""How many threads XLA's CPU runtime computes with (docs/design.md §7, benchmarks/RESULTS.md §1.0).
+
+JAX has no setting for it: the CPU client sizes its thread pools from the CPUs the process may
+run on when the client is created (the first JAX computation). So `limit(n)` narrows this
+thread's CPU affinity to n CPUs, creates the client, and gives every thread (the new ones
+included) all the CPUs back: XLA's pools keep their smaller size, and no thread stays pinned
+(two runs side by side, as a sweep's workers, are not put on one core).
+
+Why: on the host (Gymnasium) path with 64x64 MLPs, each minibatch step is a few small matmuls
+that one thread does as fast as two, and after the ~140 ms rollout waking the pool's sleeping
+threads costs ~20 us per minibatch step: PPO's HalfCheetah update took 36-39 ms after a rollout
+with the default pool and 29-30 ms with one thread (2 cores; bit-identical results). A
+convolutional network (Atari) does use both cores, so the default keeps them there.
+
+$MCPO_XLA_THREADS: a number, or 'auto' (the default): 1 for MLP networks on the host path, else
+XLA's own choice. It is applied only if no JAX computation has run yet in the process.
+"""
+
+from __future__ import annotations
+
+import os
+
+from mcpo.types import ConfigError
+
+ENV = "MCPO_XLA_THREADS"
+
+
+def requested(network_kind: str) -> int | None:
+    """Threads for a host-path run of a policy of `network_kind` ('mlp', 'cnn', ...): from
+    $MCPO_XLA_THREADS, or 'auto'; None means XLA's own choice."""
+    raw = os.environ.get(ENV, "auto").strip().lower()
+    if raw in ("", "auto"):
+        return 1 if network_kind == "mlp" else None
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ConfigError(f"${ENV} must be 'auto' or a number of threads >= 1, got {raw!r}")
+    return n
+
+
+def _backend_started() -> bool:
+    try:
+        from jax._src import xla_bridge
+        return bool(xla_bridge.backends_are_initialized())
+    except (ImportError, AttributeError):  # another jax: assume it has started (do nothing)
+        return True
+
+
+def limit(n: int | None) -> bool:
+    """Create JAX's CPU client with `n` compute threads; False (and nothing changed) if `n` is
+    None, not fewer than the CPUs available, or JAX has already computed in this process."""
+    if n is None or not hasattr(os, "sched_setaffinity"):
+        return False
+    cpus = os.sched_getaffinity(0)
+    if n >= len(cpus) or _backend_started():
+        return False
+    import jax
+
+    narrow = set(sorted(cpus)[:n])
+    os.sched_setaffinity(0, narrow)
+    try:
+        jax.devices("cpu")  # creates the client and its thread pools (with the narrow mask)
+    finally:
+        os.sched_setaffinity(0, cpus)
+        for tid in os.listdir("/proc/self/task"):  # the threads just created: unpinned
+            try:
+                if os.sched_getaffinity(int(tid)) == narrow:
+                    os.sched_setaffinity(int(tid), cpus)
+            except OSError:  # a thread that has ended
+                pass
+    return True

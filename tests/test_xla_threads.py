@@ -1,0 +1,58 @@
+"""mcpo.xla_threads: JAX's CPU client created with fewer compute threads (the affinity trick),
+the process's own affinity restored, and the setting's errors."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from mcpo import xla_threads
+from mcpo.types import ConfigError
+
+PROBE = r"""
+import os, sys
+from mcpo import xla_threads
+before = os.sched_getaffinity(0)
+applied = xla_threads.limit(xla_threads.requested(sys.argv[1]))
+import jax.numpy as jnp
+float(jnp.ones(3).sum())
+tasks = os.listdir("/proc/self/task")
+pinned = sum(os.sched_getaffinity(int(t)) != before for t in tasks)
+late = xla_threads.limit(1)  # JAX has computed: too late, nothing changes
+print(applied, pinned, len(tasks), late)
+"""
+
+
+def probe(kind, **env):
+    out = subprocess.run([sys.executable, "-c", PROBE, kind], capture_output=True, text=True,
+                         env={**os.environ, **env}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    applied, pinned, threads, late = out.stdout.split()
+    return applied == "True", int(pinned), int(threads), late == "True"
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs 2+ CPUs and Linux affinity")
+def test_mlp_runs_get_one_xla_thread_and_every_thread_keeps_all_cpus():
+    applied, pinned, threads_mlp, late = probe("mlp", MCPO_XLA_THREADS="auto")
+    assert applied and pinned == 0 and not late
+    # a CNN keeps XLA's default pools, which have more threads
+    applied, pinned, threads_cnn, late = probe("cnn", MCPO_XLA_THREADS="auto")
+    assert not applied and pinned == 0 and not late
+    assert threads_mlp < threads_cnn
+    # an explicit number applies to any network
+    assert probe("cnn", MCPO_XLA_THREADS="1")[0]
+
+
+def test_the_setting_is_parsed_and_bad_values_are_refused(monkeypatch):
+    monkeypatch.delenv(xla_threads.ENV, raising=False)
+    assert xla_threads.requested("mlp") == 1
+    assert xla_threads.requested("cnn") is None
+    monkeypatch.setenv(xla_threads.ENV, "3")
+    assert xla_threads.requested("cnn") == 3
+    for bad in ("0", "-2", "many"):
+        monkeypatch.setenv(xla_threads.ENV, bad)
+        with pytest.raises(ConfigError, match="MCPO_XLA_THREADS"):
+            xla_threads.requested("mlp")
+    assert xla_threads.limit(None) is False
