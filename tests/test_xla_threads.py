@@ -37,20 +37,20 @@ def probe(kind, **env):
 def test_mlp_runs_get_one_xla_thread_and_every_thread_keeps_all_cpus():
     applied, pinned, threads_mlp, late = probe("mlp", MCPO_XLA_THREADS="auto")
     assert applied and pinned == 0 and not late
-    # a CNN keeps XLA's default pools, which have more threads
-    applied, pinned, threads_cnn, late = probe("cnn", MCPO_XLA_THREADS="auto")
+    # a CNN (Atari) keeps XLA's default pools, which have more threads
+    applied, pinned, threads_cnn, late = probe("nature-cnn", MCPO_XLA_THREADS="auto")
     assert not applied and pinned == 0 and not late
     assert threads_mlp < threads_cnn
     # an explicit number applies to any network
-    assert probe("cnn", MCPO_XLA_THREADS="1")[0]
+    assert probe("nature-cnn", MCPO_XLA_THREADS="1")[0]
 
 
 def test_the_setting_is_parsed_and_bad_values_are_refused(monkeypatch):
     monkeypatch.delenv(xla_threads.ENV, raising=False)
     assert xla_threads.requested("mlp") == 1
-    assert xla_threads.requested("cnn") is None
+    assert xla_threads.requested("nature-cnn") is None
     monkeypatch.setenv(xla_threads.ENV, "3")
-    assert xla_threads.requested("cnn") == 3
+    assert xla_threads.requested("nature-cnn") == 3
     for bad in ("0", "-2", "many"):
         monkeypatch.setenv(xla_threads.ENV, bad)
         with pytest.raises(ConfigError, match="MCPO_XLA_THREADS"):

@@ -222,20 +222,27 @@ def return_signal(mc: MCPOConfig, mb, adv):
     return {"normalized": adv, "raw": mb.advantages, "return": mb.returns}[mc.context_returns]
 
 
-def slot_features(policy, params, memory, mb, signal, d_slots=None) -> jax.Array:
+def slot_rows(policy, d, mb) -> jax.Array:
+    """What the slot features need of one policy, per state of `mb`, that does not depend on
+    theta: [its distribution parameters d (B, P), log pi(a|s), KL(pi_old || pi)] (B, P + 2)."""
+    return jnp.concatenate([d, policy.dist.log_prob(d, mb.actions)[:, None],
+                            policy.dist.kl(mb.dist, d)[:, None]], axis=-1)
+
+
+def slot_features(policy, params, memory, mb, signal, rows=None) -> jax.Array:
     """Our extension: each slot's content on the minibatch (SLOT_FEATURES), z-scored across the
     valid slots and clipped to +-5; (N, 3) indexed by age, 0 for empty slots (stop-gradient).
-    `d_slots`: the slots' distribution parameters on the minibatch, if known (`SlotCache`)."""
-    dist = policy.dist
-    if d_slots is None:
-        d_slots = M.stacked_dist_params(policy, memory.params, mb.obs)    # (N, B, P)
+    `rows`: the slots' `slot_rows` on the minibatch (N, B, P + 2), if known (the update's
+    cache); else computed here."""
+    if rows is None:
+        rows = jax.vmap(lambda d: slot_rows(policy, d, mb))(
+            M.stacked_dist_params(policy, memory.params, mb.obs))
+    d_slots, logp, kl_old = rows[..., :-2], rows[..., -2], rows[..., -1]
     d_theta = policy.dist_params(params["actor"], mb.obs)
-    logp = jax.vmap(lambda d: dist.log_prob(d, mb.actions))(d_slots)     # (N, B)
     tau = jnp.exp(jnp.clip(logp - mb.logp, -20.0, 20.0))
-    feats = jnp.stack([jnp.mean(tau * signal, axis=1),
-                       jnp.mean(jax.vmap(lambda d: dist.kl(mb.dist, d))(d_slots), axis=1),
-                       jnp.mean(jax.vmap(lambda d: dist.kl(d, d_theta))(d_slots), axis=1)],
-                      axis=-1)                                           # (N, 3)
+    feats = jnp.stack([jnp.mean(tau * signal, axis=1), jnp.mean(kl_old, axis=1),
+                       jnp.mean(jax.vmap(lambda d: policy.dist.kl(d, d_theta))(d_slots),
+                                axis=1)], axis=-1)                       # (N, 3)
     valid = memory.mask[:, None]
     n = jnp.maximum(jnp.sum(memory.mask), 1)
     mean = jnp.sum(jnp.where(valid, feats, 0.0), axis=0) / n
@@ -289,13 +296,13 @@ def select_beta(mc: MCPOConfig, algo: "MCPOState", d_old_theta, d_old_psi):
 
 
 def mcpo_objective(params, attn, algo: MCPOState, mb, *, policy, mc: MCPOConfig, vf_coef,
-                   ent_coef, norm_adv, mb_phi=None, d_slots=None):
+                   ent_coef, norm_adv, mb_phi=None, slot_rows_mb=None):
     """Eq. 6 as a loss: -(L1(theta) + L2(phi)) + c_v L_V - c_e H.
 
     psi is held fixed in L1 and the context v is constant in L2, so the gradient w.r.t. theta
     is L1's alone and the gradient w.r.t. phi is L2's alone (tests/test_mcpo.py checks both).
     `mb_phi`: the minibatch L2 is scored on (--attn-objective next-minibatch); default `mb`.
-    `d_slots`: the memory slots' distribution parameters on `mb`, if cached (`SlotCache`).
+    `slot_rows_mb`: the memory slots' `slot_rows` on `mb`, if cached (`make_update`).
     """
     dist = policy.dist
     adv = normalize(mb.advantages, norm_adv)
@@ -308,7 +315,7 @@ def mcpo_objective(params, attn, algo: MCPOState, mb, *, policy, mc: MCPOConfig,
     slot_feats = None
     if mc.attn_slot_features and mc.psi_rule == "attention":
         slot_feats = slot_features(policy, params, algo.memory, mb, return_signal(mc, mb, adv),
-                                   d_slots)
+                                   slot_rows_mb)
     # Eq. 1: psi = sum_i f_phi(v)_i theta_i   (memory entries are constants)
     w = virtual_policy_weights(mc, attn, algo.memory, attn_in, slot_feats)
     psi = M.mix(w, jax.lax.stop_gradient(algo.memory.params))
@@ -394,13 +401,13 @@ def make_update(cfg, policy, batched: bool = False):
         th = flatten(state.params, state.opt_state)
         ph = flatten(state.algo.attn, state.algo.attn_opt_state)
 
-        def objective(theta, phi, algo, mb, mb_phi, d_slots):
+        def objective(theta, phi, algo, mb, mb_phi, rows_mb):
             """Eq. 6's value and gradients w.r.t. the flat theta and phi (`update`'s th, ph)."""
             return jax.value_and_grad(
                 lambda t, f: mcpo_objective(
                     th.unravel(t), ph.unravel(f), algo, mb, policy=policy, mc=mc,
                     vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef, norm_adv=cfg.norm_adv,
-                    mb_phi=mb_phi, d_slots=d_slots),
+                    mb_phi=mb_phi, slot_rows_mb=rows_mb),
                 argnums=(0, 1), has_aux=True)(theta, phi)
 
         def step(carry, xs):
@@ -408,8 +415,8 @@ def make_update(cfg, policy, batched: bool = False):
             (mb, rows), mb_phi = xs if next_mb else (xs, None)
             if mb_phi is not None:
                 mb_phi = mb_phi[0]
-            d_slots = None if slots is None else slots[:, rows]
-            (_, aux), (g_theta, g_attn) = objective(theta, phi, algo, mb, mb_phi, d_slots)
+            rows_mb = None if slots is None else slots[:, rows]
+            (_, aux), (g_theta, g_attn) = objective(theta, phi, algo, mb, mb_phi, rows_mb)
             # theta step (Eq. 3) with psi fixed
             upd, opt_state = tx.update(g_theta, opt_state, theta)
             theta = theta + upd
@@ -428,7 +435,8 @@ def make_update(cfg, policy, batched: bool = False):
                                      psi_old=aux["psi"], ctx_norm=aux["ctx_norm"])
             if slots is not None:  # the written slot's outputs on the whole batch
                 slots = jax.lax.cond(
-                    write, lambda c: c.at[memory.ptr].set(policy.dist_params(actor, batch.obs)),
+                    write, lambda c: c.at[memory.ptr].set(
+                        slot_rows(policy, policy.dist_params(actor, batch.obs), batch)),
                     lambda c: c, slots)
             info = {k: aux[k] for k in ("theta_loss", "phi_loss", "alpha", "d_old_theta",
                                         "d_old_psi", "policy_loss", "value_loss", "entropy",
@@ -447,8 +455,9 @@ def make_update(cfg, policy, batched: bool = False):
         writes_before = state.algo.memory.writes
         # phi and its optimizer state travel in the carry, not in algo (stale there until the end)
         algo = state.algo._replace(attn=(), attn_opt_state=())
-        slots = (M.stacked_dist_params(policy, algo.memory.params, batch.obs) if cache
-                 else None)                                               # (N, B, P)
+        slots = (jax.vmap(lambda d: slot_rows(policy, d, batch))(
+            M.stacked_dist_params(policy, algo.memory.params, batch.obs)) if cache
+            else None)                                                    # (N, B, P + 2)
         rows = jnp.arange(batch.obs.shape[0])  # each minibatch's rows, to gather `slots`
         ((theta, opt_state, phi, attn_opt_state, algo, n_updates), _), info = minibatch_epochs(
             ((th.params, th.opt_state, ph.params, ph.opt_state, algo, state.n_updates), slots),
