@@ -20,7 +20,14 @@ from __future__ import annotations
 
 import os
 
+import jax
+
 from mcpo.types import ConfigError
+
+try:  # private: whether the CPU client exists yet (importing jax does not create it)
+    from jax._src import xla_bridge as _xla_bridge
+except ImportError:
+    _xla_bridge = None
 
 ENV = "MCPO_XLA_THREADS"
 
@@ -42,9 +49,8 @@ def requested(network_kind: str) -> int | None:
 
 def _backend_started() -> bool:
     try:
-        from jax._src import xla_bridge
-        return bool(xla_bridge.backends_are_initialized())
-    except (ImportError, AttributeError):  # another jax: assume it has started (do nothing)
+        return bool(_xla_bridge.backends_are_initialized())
+    except AttributeError:  # another jax: assume it has started (do nothing)
         return True
 
 
@@ -56,8 +62,6 @@ def limit(n: int | None) -> bool:
     cpus = os.sched_getaffinity(0)
     if n >= len(cpus) or _backend_started():
         return False
-    import jax
-
     narrow = set(sorted(cpus)[:n])
     os.sched_setaffinity(0, narrow)
     try:
