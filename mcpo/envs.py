@@ -496,14 +496,17 @@ class RunningMeanStd:
         Written with plain ufuncs: x.mean/x.var cost ~20 us on tiny arrays, and this runs
         every environment step."""
         n = x.shape[0]
-        if n == 1:
-            b_mean, b_m2 = x[0], 0.0
-        else:
-            b_mean = np.add.reduce(x, 0) / n
-            d = x - b_mean
-            b_m2 = np.add.reduce(d * d, 0)
-        delta = b_mean - self.mean
         tot = self.count + n
+        if n == 1:  # one row (one env, every step): M2 of the batch is 0, one ufunc less
+            delta = x[0] - self.mean
+            self.mean = self.mean + delta * (n / tot)
+            self.var = (self.var * self.count + delta * delta * (self.count * n / tot)) / tot
+            self.count = tot
+            return
+        b_mean = np.add.reduce(x, 0) / n
+        d = x - b_mean
+        b_m2 = np.add.reduce(d * d, 0)
+        delta = b_mean - self.mean
         self.mean = self.mean + delta * (n / tot)
         self.var = (self.var * self.count + b_m2 + delta * delta * (self.count * n / tot)) / tot
         self.count = tot
