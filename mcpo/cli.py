@@ -249,6 +249,7 @@ def cmd_train(ns, argv: list[str]) -> int:
         tracker = WandbCallback(project=ns.wandb_project, group=ns.wandb_group)
     callbacks = [tracker] if tracker else []
     xla_threads.requested("mlp")  # a bad $MCPO_XLA_THREADS fails before any work
+    xla_threads.PER_RUN_PROCESS = True  # this process trains and exits: the trainer may limit
     ok = False
     try:
         if ns.resume:

@@ -257,7 +257,8 @@ class Trainer:
                     f"grids, scaled or encoded inside the network). Use --no-norm-obs (the "
                     f"atari and minigrid presets do).")
             kind = network_kind(cfg.env_id, self.vec.single_observation_space)
-            xla_threads.limit(xla_threads.requested(kind))  # before the first JAX computation
+            if xla_threads.PER_RUN_PROCESS:  # `mcpo train`; before the first JAX computation
+                xla_threads.limit(xla_threads.requested(kind))
             self.policy = make_policy(self.vec.single_observation_space,
                                       self.vec.single_action_space, cfg.hidden_sizes, kind)
             self.collector = Collector(self.vec, self.policy, num_steps=cfg.num_steps,

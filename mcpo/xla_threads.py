@@ -13,7 +13,12 @@ with the default pool and 29-30 ms with one thread (2 cores; bit-identical resul
 convolutional network (Atari) does use both cores, so the default keeps them there.
 
 $MCPO_XLA_THREADS: a number, or 'auto' (the default): 1 for MLP networks on the host path, else
-XLA's own choice. It is applied only if no JAX computation has run yet in the process.
+XLA's own choice. It is applied only if no JAX computation has run yet in the process, and only
+in processes that run one training: `mcpo train` (via `PER_RUN_PROCESS`, read by the trainer)
+and `mcpo bench`. The Python API, sweep workers and the test suite leave XLA's pool alone: such a
+process may go on to train vmapped JAX groups, which would keep the one-thread pool, and the
+test suite, doing just that, stopped once in a hung group (docs/design.md §3.1) after this was
+first applied everywhere.
 """
 
 from __future__ import annotations
@@ -30,6 +35,9 @@ except ImportError:
     _xla_bridge = None
 
 ENV = "MCPO_XLA_THREADS"
+# Set by `mcpo train` (the CLI): this process runs one training, so the trainer may limit
+# XLA's threads (`limit`) before its first computation.
+PER_RUN_PROCESS = False
 
 
 def requested(network_kind: str) -> int | None:

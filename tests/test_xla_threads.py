@@ -56,3 +56,38 @@ def test_the_setting_is_parsed_and_bad_values_are_refused(monkeypatch):
         with pytest.raises(ConfigError, match="MCPO_XLA_THREADS"):
             xla_threads.requested("mlp")
     assert xla_threads.limit(None) is False
+
+
+RUN = r"""
+import os, sys
+import mcpo
+from mcpo import xla_threads
+from mcpo.trainer import Callback
+xla_threads.PER_RUN_PROCESS = sys.argv[1] == "cli"  # what `mcpo train` sets
+seen = []
+
+class Threads(Callback):
+    def on_train_start(self, trainer):
+        seen.append(len(os.listdir("/proc/self/task")))
+
+cfg = mcpo.TrainConfig(algo="ppo", env_id="Pendulum-v1", total_timesteps=256, num_steps=256,
+                       num_minibatches=4, update_epochs=1, run_dir=sys.argv[2], progress=False,
+                       tensorboard=False, eval_episodes=0)
+mcpo.train(cfg, callbacks=[Threads()])
+print(seen[0])
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity") or len(os.sched_getaffinity(0)) < 2,
+                    reason="needs 2+ CPUs and Linux affinity")
+def test_only_a_one_training_process_limits_the_threads(tmp_path):
+    # `mcpo train` (the CLI sets PER_RUN_PROCESS) gets the smaller pool; the Python API, as
+    # used by sweep workers and by tests, leaves XLA's default pool
+    def threads(mode):
+        out = subprocess.run([sys.executable, "-c", RUN, mode, str(tmp_path / mode)],
+                             capture_output=True, text=True, timeout=300,
+                             env={**os.environ, "MCPO_XLA_THREADS": "auto"})
+        assert out.returncode == 0, out.stderr
+        return int(out.stdout.split()[-1])
+
+    assert threads("cli") < threads("api")
