@@ -496,19 +496,19 @@ class RunningMeanStd:
         Written with plain ufuncs: x.mean/x.var cost ~20 us on tiny arrays, and this runs
         every environment step."""
         n = x.shape[0]
-        tot = self.count + n
-        if n == 1:  # one row (one env, every step): M2 of the batch is 0, one ufunc less
-            delta = x[0] - self.mean
-            self.mean = self.mean + delta * (n / tot)
-            self.var = (self.var * self.count + delta * delta * (self.count * n / tot)) / tot
-            self.count = tot
-            return
-        b_mean = np.add.reduce(x, 0) / n
-        d = x - b_mean
-        b_m2 = np.add.reduce(d * d, 0)
+        if n == 1:  # one row (one env, every step): its M2 is 0, nothing to add
+            b_mean, b_m2 = x[0], None
+        else:
+            b_mean = np.add.reduce(x, 0) / n
+            d = x - b_mean
+            b_m2 = np.add.reduce(d * d, 0)
         delta = b_mean - self.mean
+        tot = self.count + n
         self.mean = self.mean + delta * (n / tot)
-        self.var = (self.var * self.count + b_m2 + delta * delta * (self.count * n / tot)) / tot
+        m2 = self.var * self.count
+        if b_m2 is not None:
+            m2 = m2 + b_m2
+        self.var = (m2 + delta * delta * (self.count * n / tot)) / tot
         self.count = tot
 
     def update_one(self, x: float) -> None:

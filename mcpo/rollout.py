@@ -147,6 +147,11 @@ def make_prepare_batch(policy, gamma: float, lam: float):
     return prepare
 
 
+def _sequential_sum(start: float, xs: np.ndarray) -> float:
+    """start + xs[0] + xs[1] + ... added in order (np.cumsum does: the same float64 result as
+    adding them one step at a time; np.sum's pairwise order would not be)."""
+    return np.cumsum(np.concatenate([[start], xs]))[-1]
+
 
 class Collector:
     """Steps the vector env, keeps normalization statistics and episode statistics."""
@@ -269,22 +274,21 @@ class Collector:
     def _episodes(self, score, ended, term) -> list[Episode]:
         """The episodes that ended in this rollout, in step order (then env order), and the
         return and length of those still running carried on. Each return is the sequential
-        sum of its raw rewards (np.cumsum adds in order: the same float64 result as adding
-        them step by step)."""
+        sum of its raw rewards (`_sequential_sum`)."""
         T, E = score.shape
         found = []
         for i in range(E):
             t0 = 0
             for t in np.flatnonzero(ended[:, i]):
                 seg = score[t0:t + 1, i]
-                ret = np.cumsum(np.concatenate([[self.ep_return[i]], seg]))[-1]
+                ret = _sequential_sum(self.ep_return[i], seg)
                 found.append((t, i, Episode(float(ret), int(self.ep_length[i]) + len(seg),
                                             bool(term[t, i] and score[t, i] > 0))))
                 self.ep_return[i], self.ep_length[i] = 0.0, 0
                 t0 = t + 1
             seg = score[t0:, i]
             if len(seg):
-                self.ep_return[i] = np.cumsum(np.concatenate([[self.ep_return[i]], seg]))[-1]
+                self.ep_return[i] = _sequential_sum(self.ep_return[i], seg)
                 self.ep_length[i] += len(seg)
         found.sort(key=lambda x: (x[0], x[1]))
         return [e for _, _, e in found]

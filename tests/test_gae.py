@@ -97,17 +97,19 @@ def test_prepare_batch_skips_the_final_value_forward_without_truncation_and_chan
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def _collect(env_id, T, E):
+def _collector(env_id, T, E, norm=False):
+    """A started Collector of T steps on E envs and a host copy of a fresh actor."""
     vec = make_vec_env(env_id, E)
     policy = make_policy(vec.single_observation_space, vec.single_action_space)
-    c = Collector(vec, policy, num_steps=T, gamma=0.99, norm_obs=False, norm_reward=False,
+    c = Collector(vec, policy, num_steps=T, gamma=0.99, norm_obs=norm, norm_reward=norm,
                   clip_obs=10, clip_reward=10)
     c.start(0, 0)
-    import jax
+    return c, jax.tree.map(np.asarray, policy.init(jax.random.PRNGKey(0))["actor"])
 
-    actor = jax.tree.map(np.asarray, policy.init(jax.random.PRNGKey(0))["actor"])
-    ro, episodes = c.collect(actor, np.random.default_rng(0))
-    return ro, episodes
+
+def _collect(env_id, T, E):
+    c, actor = _collector(env_id, T, E)
+    return c.collect(actor, np.random.default_rng(0))
 
 
 def test_rollout_has_no_autoreset_transitions_and_marks_truncation():
@@ -140,12 +142,7 @@ def test_rollout_marks_termination_not_truncation():
 def test_episodes_that_span_rollouts_are_logged_whole_and_in_step_order():
     # Counter-v0: reward 1 per step, time limit 5; rollouts of 3 steps, so every episode
     # starts in one rollout and ends in another (or two later)
-    vec = make_vec_env("mcpo_test/Counter-v0", 2)
-    policy = make_policy(vec.single_observation_space, vec.single_action_space)
-    c = Collector(vec, policy, num_steps=3, gamma=0.99, norm_obs=False, norm_reward=False,
-                  clip_obs=10, clip_reward=10)
-    c.start(0, 0)
-    actor = jax.tree.map(np.asarray, policy.init(jax.random.PRNGKey(0))["actor"])
+    c, actor = _collector("mcpo_test/Counter-v0", 3, 2)
     rng = np.random.default_rng(0)
     per_rollout = [c.collect(actor, rng)[1] for _ in range(4)]  # steps 1-12: ends at 5, 10
     assert [len(e) for e in per_rollout] == [0, 2, 0, 2]
@@ -157,12 +154,7 @@ def test_episodes_that_span_rollouts_are_logged_whole_and_in_step_order():
 
 
 def test_an_interrupted_rollout_leaves_the_statistics_as_they_were():
-    vec = make_vec_env("Pendulum-v1", 1)
-    policy = make_policy(vec.single_observation_space, vec.single_action_space)
-    c = Collector(vec, policy, num_steps=50, gamma=0.99, norm_obs=True, norm_reward=True,
-                  clip_obs=10, clip_reward=10)
-    c.start(0, 0)
-    actor = jax.tree.map(np.asarray, policy.init(jax.random.PRNGKey(0))["actor"])
+    c, actor = _collector("Pendulum-v1", 50, 1, norm=True)
     c.collect(actor, np.random.default_rng(0))
     before = c.state_dict()
     calls = iter(range(10**6))

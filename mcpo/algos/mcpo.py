@@ -458,7 +458,8 @@ def make_update(cfg, policy, batched: bool = False):
         slots = (jax.vmap(lambda d: slot_rows(policy, d, batch))(
             M.stacked_dist_params(policy, algo.memory.params, batch.obs)) if cache
             else None)                                                    # (N, B, P + 2)
-        rows = jnp.arange(batch.obs.shape[0])  # each minibatch's rows, to gather `slots`
+        # each minibatch's rows, to gather `slots` (None, an empty pytree, without the cache)
+        rows = jnp.arange(batch.obs.shape[0]) if cache else None
         ((theta, opt_state, phi, attn_opt_state, algo, n_updates), _), info = minibatch_epochs(
             ((th.params, th.opt_state, ph.params, ph.opt_state, algo, state.n_updates), slots),
             (batch, rows), k_perm, cfg.update_epochs, cfg.num_minibatches, step,
