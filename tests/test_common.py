@@ -13,8 +13,8 @@ import pytest
 
 import mcpo
 from mcpo.algos import ALGOS
-from mcpo.algos.common import (flatten, make_optimizer, permutation, stable_argsort_u32,
-                               unflatten)
+from mcpo.algos.common import (flatten, make_optimizer, minibatch_epochs, permutation,
+                               stable_argsort_u32, unflatten)
 from mcpo.algos.kl import kl_penalty_loss
 from mcpo.algos.ppo import ppo_loss
 from mcpo.distributions import Categorical, DiagGaussian
@@ -113,6 +113,39 @@ def test_dense_has_the_gradients_of_autodiff(shape):
     for a, e in zip(jax.jit(jax.grad(f, (0, 1, 2)))(x, w, b),
                     jax.jit(jax.grad(g, (0, 1, 2)))(x, w, b)):
         np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-6)
+
+
+def test_minibatch_epochs_returns_each_steps_diagnostics_as_it_was_given():
+    """The per-step info leaves the scan packed in one float32 vector: every leaf comes back
+    with its own shape, dtype and values, in (epoch, minibatch) order."""
+    batch = {"x": jnp.arange(24, dtype=jnp.float32).reshape(12, 2)}
+
+    def step(c, mb):
+        x = mb["x"]
+        info = {"mean": jnp.mean(x), "rows": x[:, 0], "grid": x.reshape(1, -1) * 2.0,
+                "count": c, "big": jnp.sum(x).astype(jnp.int32) + 2**30,
+                "positive": jnp.all(x >= 0), "half": jnp.mean(x).astype(jnp.float16)}
+        return c + 1, info
+
+    carry, info = jax.jit(lambda k: minibatch_epochs(
+        jnp.int32(0), batch, k, n_epochs=2, n_minibatches=3, step_fn=step))(
+        jax.random.PRNGKey(1))
+    assert int(carry) == 6
+    shapes = {k: (v.shape, v.dtype) for k, v in info.items()}
+    assert shapes == {"mean": ((2, 3), jnp.float32), "rows": ((2, 3, 4), jnp.float32),
+                      "grid": ((2, 3, 1, 8), jnp.float32), "count": ((2, 3), jnp.int32),
+                      "big": ((2, 3), jnp.int32), "positive": ((2, 3), jnp.bool_),
+                      "half": ((2, 3), jnp.float16)}
+    np.testing.assert_array_equal(info["count"], np.arange(6).reshape(2, 3))
+    for e in range(2):  # each epoch visits every row once; the leaves agree with each other
+        rows = np.sort(np.asarray(info["rows"][e]).ravel())
+        np.testing.assert_array_equal(rows, np.arange(0, 24, 2))
+        for m in range(3):
+            x0 = np.asarray(info["rows"][e, m])
+            x = np.stack([x0, x0 + 1], axis=1)
+            np.testing.assert_array_equal(info["grid"][e, m, 0], 2 * x.ravel())
+            assert float(info["mean"][e, m]) == pytest.approx(x.mean())
+            assert int(info["big"][e, m]) == int(x.sum()) + 2**30  # not through float32
 
 
 @pytest.mark.parametrize("dist", [DiagGaussian(2), Categorical(4)])
