@@ -542,3 +542,20 @@ def test_older_mcpo_configs_without_the_new_fields_still_load():
     assert mc.MCPOConfig().attn_slot_features  # today's default
     # a user's partial dict is not a saved config: it gets today's defaults
     assert TrainConfig.from_dict(d).algo_config == mc.MCPOConfig()
+
+
+def test_mix_has_the_gradient_of_autodiff_towards_the_weights():
+    """Eq. 1's psi = sum_i w_i theta_i with its hand-written VJP: same psi, same gradient
+    towards the weights as autodiff's tensordot, no gradient into the memory."""
+    k = jax.random.split(jax.random.PRNGKey(3), 4)
+    mem = {"w": jax.random.normal(k[0], (5, 7, 3)), "b": jax.random.normal(k[1], (5, 3)),
+           "s": jax.random.normal(k[2], (5,))}
+    w = jax.nn.softmax(jax.random.normal(k[3], (5,)))
+    ref = lambda w, m: jax.tree.map(lambda x: jnp.tensordot(w, x, axes=1), m)  # noqa: E731
+    loss = lambda mix: lambda w, m: sum(  # noqa: E731
+        jnp.sum(jnp.sin(v) * (i + 1)) for i, v in enumerate(jax.tree.leaves(mix(w, m))))
+    for a, e in zip(jax.tree.leaves(M.mix(w, mem)), jax.tree.leaves(ref(w, mem))):
+        np.testing.assert_allclose(a, e, rtol=1e-6, atol=1e-6)
+    g, gm = jax.jit(jax.grad(loss(M.mix), (0, 1)))(w, mem)
+    np.testing.assert_allclose(g, jax.grad(loss(ref))(w, mem), rtol=1e-5, atol=1e-6)
+    assert all(not np.any(x) for x in jax.tree.leaves(gm))
