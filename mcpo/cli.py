@@ -20,7 +20,7 @@ import textwrap
 
 import numpy as np
 
-from mcpo import bench, xla_threads
+from mcpo import bench, watchdog, xla_threads
 from mcpo.agent import EvalSettings, check_video_path, load, run_episodes
 from mcpo.envs import env_family
 from mcpo.scores import atari_game, has_human_scores, human_normalized
@@ -242,7 +242,7 @@ def config_from_args(ns: argparse.Namespace) -> TrainConfig:
     return make_config(algo, env_id, getattr(ns, "preset", AUTO), **given)
 
 
-def cmd_train(ns, argv: list[str]) -> int:
+def cmd_train(ns, argv: list[str], own_process: bool = False) -> int:
     tracker = None
     if ns.track:
         check_wandb()
@@ -250,6 +250,10 @@ def cmd_train(ns, argv: list[str]) -> int:
     callbacks = [tracker] if tracker else []
     xla_threads.requested("mlp")  # a bad $MCPO_XLA_THREADS fails before any work
     xla_threads.PER_RUN_PROCESS = True  # this process trains and exits: the trainer may limit
+    watchdog.hang_retries()  # a bad $MCPO_HANG_RETRIES fails before any work
+    # A JAX group that hangs is started again in place of this process (mcpo.watchdog) when
+    # the process is this command: never in a caller's process (a test suite, a notebook).
+    watchdog.RETRY_ARGV = list(argv) if own_process else None
     ok = False
     try:
         if ns.resume:
@@ -274,6 +278,7 @@ def cmd_train(ns, argv: list[str]) -> int:
         results = result if isinstance(result, list) else [result]
         ok = all(r.complete for r in results)
     finally:
+        watchdog.RETRY_ARGV = None
         if tracker is not None:
             tracker.finish(0 if ok else 1)
     print("\n".join(r.summary() for r in results))
@@ -323,13 +328,16 @@ _INTERRUPTED = {
 
 
 def main(argv: list[str] | None = None) -> int:
+    # The process's own command line (the `mcpo` console script, `python -m mcpo`), not a
+    # caller's list: only then may a hung training replace the process (`cmd_train`).
+    own_process = argv is None
     argv = sys.argv[1:] if argv is None else list(argv)
     command = None
     try:
         ns = build_parser(argv).parse_args(argv)
         command = "resume" if getattr(ns, "resume", None) else ns.command
         if ns.command == "train":
-            return cmd_train(ns, argv)
+            return cmd_train(ns, argv, own_process)
         if ns.command == "eval":
             return cmd_eval(ns)
         if ns.command == "sweep":

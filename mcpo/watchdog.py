@@ -23,6 +23,36 @@ from mcpo.types import ConfigError
 EXIT_HUNG = 75            # EX_TEMPFAIL: try again (a rerun, or a resume, usually succeeds)
 ENV_SECONDS = "MCPO_HANG_SECONDS"
 DEFAULT_SECONDS = 180.0
+ENV_RETRIES = "MCPO_HANG_RETRIES"
+DEFAULT_RETRIES = 2
+# The `mcpo` command line of this process (without "mcpo"), when the process is one CLI
+# training that may be started again after a hang (set by `mcpo train`; the Python API and
+# sweep workers leave it None: their callers decide).
+RETRY_ARGV: list[str] | None = None
+
+
+def hang_retries() -> int:
+    """Automatic restarts left after a hang, from $MCPO_HANG_RETRIES (default 2)."""
+    raw = os.environ.get(ENV_RETRIES, "").strip()
+    if not raw:
+        return DEFAULT_RETRIES
+    try:
+        return max(0, int(raw))
+    except ValueError:
+        raise ConfigError(f"${ENV_RETRIES} must be a whole number of restarts (0: none); "
+                          f"got {raw!r}.") from None
+
+
+def restart(argv: list[str]) -> None:
+    """Replace this process by `mcpo <argv>` (exec: same PID, so a parent waiting on it gets
+    the new run's exit code) with one restart fewer left; returns only if the exec failed."""
+    left = hang_retries()
+    sys.stderr.write(f"mcpo: starting again in this process ({left - 1} more automatic "
+                     f"restart(s) left; ${ENV_RETRIES}=0 stops with exit code {EXIT_HUNG} "
+                     f"instead): mcpo {' '.join(argv)}\n")
+    sys.stderr.flush()
+    os.environ[ENV_RETRIES] = str(left - 1)
+    os.execv(sys.executable, [sys.executable, "-m", "mcpo", *argv])
 
 
 def hang_seconds() -> float:
@@ -39,12 +69,13 @@ def hang_seconds() -> float:
 
 class HangWatchdog:
     """`with HangWatchdog(seconds, message): ...` — if the process stays idle for `seconds`
-    inside the block, `message` goes to stderr and the process exits with EXIT_HUNG (os._exit:
-    the stuck threads cannot be joined). `seconds` <= 0 disables it."""
+    inside the block, `message` goes to stderr, then `on_hang()` runs if given (it may replace
+    the process: `restart`), and the process exits with EXIT_HUNG (os._exit: the stuck threads
+    cannot be joined). `seconds` <= 0 disables it."""
 
     def __init__(self, seconds: float, message: str, *, interval: float = 5.0,
-                 min_share: float = 0.05):
-        self.seconds, self.message = seconds, message
+                 min_share: float = 0.05, on_hang=None):
+        self.seconds, self.message, self.on_hang = seconds, message, on_hang
         self.interval, self.min_share = interval, min_share
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -81,5 +112,7 @@ class HangWatchdog:
         try:
             sys.stderr.write(self.message.rstrip("\n") + "\n")
             sys.stderr.flush()
+            if self.on_hang is not None:  # e.g. exec a resume of the run (never returns)
+                self.on_hang()
         finally:
             os._exit(EXIT_HUNG)

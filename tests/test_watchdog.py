@@ -10,7 +10,7 @@ import time
 import pytest
 
 from mcpo.types import ConfigError
-from mcpo.watchdog import ENV_SECONDS, EXIT_HUNG, hang_seconds
+from mcpo.watchdog import ENV_RETRIES, ENV_SECONDS, EXIT_HUNG, hang_retries, hang_seconds
 
 # A child that enters the watchdog (limit 1 s, sampled every 0.1 s), then idles or spins.
 CHILD = """
@@ -68,6 +68,13 @@ def test_the_limit_comes_from_the_environment_and_bad_values_are_refused(monkeyp
     monkeypatch.setenv(ENV_SECONDS, "soon")
     with pytest.raises(ConfigError, match=ENV_SECONDS):
         hang_seconds()
+    monkeypatch.delenv(ENV_RETRIES, raising=False)
+    assert hang_retries() == 2
+    monkeypatch.setenv(ENV_RETRIES, "0")
+    assert hang_retries() == 0
+    monkeypatch.setenv(ENV_RETRIES, "twice")
+    with pytest.raises(ConfigError, match=ENV_RETRIES):
+        hang_retries()
 
 
 # A vmapped gymnax group whose host stalls after its 2nd iteration (a stand-in for XLA's
@@ -106,3 +113,71 @@ def test_a_stalled_group_is_stopped_and_resumes(tmp_path):
     assert main(["train", "--resume", str(tmp_path / "s1"), str(tmp_path / "s2")]) == 0
     for s in (1, 2):
         assert len(read_metrics(tmp_path / f"s{s}" / "metrics.csv")) == 4
+
+
+# `mcpo train` on a vmapped group whose host stalls once, after its 2nd iteration (the stall is
+# added to the CLI's callbacks in this child only; the process that replaces it after the hang
+# is a plain `python -m mcpo`, so it does not stall).
+CLI_GROUP = """
+import sys, time
+import mcpo
+import mcpo.cli as cli
+
+class Stall(mcpo.Callback):
+    def on_iteration(self, trainer, row):
+        if trainer.iteration == 2:
+            time.sleep(120)
+
+train = cli.train
+cli.train = lambda cfg, **kw: train(cfg, **{**kw, "callbacks": [*kw["callbacks"], Stall()]})
+own, sys.argv[1:] = sys.argv[1] == "own", sys.argv[2:]
+sys.exit(cli.main() if own else cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("checkpoint_every", [1, 100])
+def test_mcpo_train_starts_a_hung_group_again_by_itself(tmp_path, checkpoint_every):
+    """With checkpoints the group resumes from them; without (none written before the hang)
+    the same command runs again with --overwrite. Either way the command ends with the whole
+    run and exit code 0, in the same process (exec)."""
+    pytest.importorskip("gymnax")
+    from mcpo.logger import read_metrics
+
+    argv = ["train", "--backend", "gymnax", "--algo", "ppo", "--env-id", "Pendulum-v1",
+            "--seeds", "1,2", "--num-envs", "2", "--num-steps", "32", "--num-minibatches", "2",
+            "--update-epochs", "1", "--total-timesteps", "256", "--eval-episodes", "0",
+            "--checkpoint-every", str(checkpoint_every), "--no-progress", "--no-tensorboard",
+            "--run-dir", f"{tmp_path}/s{{seed}}"]
+    env = dict(os.environ, **{ENV_SECONDS: "1"})
+    env.pop(ENV_RETRIES, None)
+    p = subprocess.run([sys.executable, "-c", CLI_GROUP, "own", *argv], env=env,
+                       capture_output=True, text=True, timeout=400)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "deadlocked" in p.stderr and "starting again in this process (1 more" in p.stderr
+    again = p.stderr.split("starting again")[1]
+    if checkpoint_every == 1:
+        assert f"train --resume {tmp_path}/s1 {tmp_path}/s2 --no-progress" in again
+    else:
+        assert again.rstrip().splitlines()[0].endswith("--overwrite")
+    for s in (1, 2):
+        assert len(read_metrics(tmp_path / f"s{s}" / "metrics.csv")) == 4
+        assert (tmp_path / f"s{s}" / "result.json").is_file()
+
+
+def test_mcpo_train_stops_with_exit_hung_without_restarts_or_its_own_process(tmp_path):
+    pytest.importorskip("gymnax")
+    argv = ["train", "--backend", "gymnax", "--algo", "ppo", "--env-id", "Pendulum-v1",
+            "--seeds", "1,2", "--num-envs", "2", "--num-steps", "32", "--num-minibatches", "2",
+            "--update-epochs", "1", "--total-timesteps", "256", "--eval-episodes", "0",
+            "--checkpoint-every", "1", "--no-progress", "--no-tensorboard",
+            "--run-dir", f"{tmp_path}/s{{seed}}"]
+    for how, retries in (("own", "0"), ("list", "2")):
+        # no restarts left; or main() called with a list, as from a caller's process (a test
+        # suite, a notebook): that process is never replaced
+        env = dict(os.environ, **{ENV_SECONDS: "1", ENV_RETRIES: retries})
+        p = subprocess.run([sys.executable, "-c", CLI_GROUP, how, *argv, "--overwrite"],
+                           env=env, capture_output=True, text=True, timeout=300)
+        assert p.returncode == EXIT_HUNG, p.stderr[-3000:]
+        assert "deadlocked" in p.stderr and "starting again" not in p.stderr
+        assert f"stopped with exit code {EXIT_HUNG}" in p.stderr
+        assert f"--resume {tmp_path}/s1 {tmp_path}/s2" in p.stderr

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 import signal
+import sys
 import time
 from pathlib import Path
 from typing import Sequence
@@ -54,7 +55,8 @@ from mcpo.trainer import (CHECKPOINT_FORMAT, RECENT_EPISODES, Callback, RunResul
                           install_stop_handlers, prepare_jax, record_resume,
                           recorded_result, resumed_config, write_result)
 from mcpo.types import CheckpointError, ConfigError, NonFiniteError
-from mcpo.watchdog import EXIT_HUNG, HangWatchdog, hang_seconds
+from mcpo import watchdog
+from mcpo.watchdog import EXIT_HUNG, HangWatchdog, hang_retries, hang_seconds, restart
 
 EVAL_STREAM = 10_000  # fold_in constant of the final evaluation's key (its own stream per seed;
 # the sampled evaluation of --eval-mode sampled/both uses EVAL_STREAM + 1)
@@ -286,20 +288,23 @@ class GroupRunner:
                    desc=f"{cfg.algo} {cfg.env_id} ({cfg.backend}, {seeds})")
         t_start, steps_start = time.perf_counter(), self.global_step
         try:
-            try:
-                self._notify("on_train_start")
-                with HangWatchdog(self.hang_seconds, self._hang_message()):
+            # The watchdog also covers the final save and evaluation (JAX programs of their
+            # own, which can deadlock like an iteration).
+            with HangWatchdog(self.hang_seconds, self._hang_message(),
+                              on_hang=self._after_hang):
+                try:
+                    self._notify("on_train_start")
                     self._loop(bar)
-            finally:
-                bar.close()
-            if self.saved_iteration != self.iteration:
-                self.save()
-            if self._stop_signal is not None:
-                raise TrainingInterrupted(self._stop_signal,
-                                          " ".join(str(d) for d in self.run_dirs),
-                                          self.global_step)
-            results = self._finish(time.perf_counter() - t_start,
-                                   self.global_step - steps_start)
+                finally:
+                    bar.close()
+                if self.saved_iteration != self.iteration:
+                    self.save()
+                if self._stop_signal is not None:
+                    raise TrainingInterrupted(self._stop_signal,
+                                              " ".join(str(d) for d in self.run_dirs),
+                                              self.global_step)
+                results = self._finish(time.perf_counter() - t_start,
+                                       self.global_step - steps_start)
             self._notify("on_train_end", results)
             return results
         finally:
@@ -308,14 +313,44 @@ class GroupRunner:
             self.close()
 
     def _hang_message(self) -> str:
-        dirs = " ".join(str(d) for d in self.run_dirs)
         return (f"\nmcpo: no progress and no CPU use for {self.hang_seconds:g} s: XLA's CPU "
                 f"runtime has deadlocked (seen with vmapped seeds on jax 0.10.2, "
-                f"docs/design.md §3.1). Stopped with exit code {EXIT_HUNG}. Nothing written "
-                f"is lost: each run directory keeps its last checkpoint. Run again: `mcpo train "
-                f"--resume {dirs}` (a run without a checkpoint yet: the same `mcpo train` "
-                f"command with --overwrite), or rerun the sweep. ${{MCPO_HANG_SECONDS}} sets "
-                f"the limit (0: no watchdog).")
+                f"docs/design.md §3.1). Nothing written is lost: each run directory keeps its "
+                f"last checkpoint.")
+
+    def _retry_command(self) -> list[str] | None:
+        """What `mcpo` runs again after a hang, when this process is a CLI training
+        (`watchdog.RETRY_ARGV`) with restarts left: a --resume command runs as it was; else the
+        group resumes from its checkpoints if every member has one, or, if none has one yet,
+        the original command runs again with --overwrite (its run directories then hold only
+        this process's own start: without --overwrite, `mcpo train` refuses directories that
+        hold anything). None when members disagree (not produced by a group)."""
+        argv = watchdog.RETRY_ARGV
+        if argv is None or hang_retries() <= 0:
+            return None
+        if any(a == "--resume" or a.startswith("--resume=") for a in argv):
+            return list(argv)
+        have = [(Path(d) / CKPT_DIR / LATEST).is_file() for d in self.run_dirs]
+        if all(have):
+            keep = [a for a in argv if a in ("--progress", "--no-progress")]
+            return ["train", "--resume", *(str(d) for d in self.run_dirs), *keep]
+        if not any(have):
+            return list(argv) + ([] if "--overwrite" in argv else ["--overwrite"])
+        return None
+
+    def _after_hang(self) -> None:
+        """The watchdog's `on_hang`: start the training again in place of this process, or
+        say how to, before the watchdog exits with EXIT_HUNG."""
+        cmd = self._retry_command()
+        if cmd is not None:
+            restart(cmd)
+        dirs = " ".join(str(d) for d in self.run_dirs)
+        sys.stderr.write(
+            f"mcpo: stopped with exit code {EXIT_HUNG}. Run again: `mcpo train --resume {dirs}` "
+            f"(a run without a checkpoint yet: the same `mcpo train` command with --overwrite), "
+            f"or rerun the sweep. ${{MCPO_HANG_SECONDS}} sets the limit (0: no watchdog); "
+            f"`mcpo train` starts a hung group again by itself ${{MCPO_HANG_RETRIES}} times "
+            f"(default 2).\n")
 
     def _go_on(self) -> bool:
         return (self.iteration < self.cfg.num_iterations and not self._stop_requested
