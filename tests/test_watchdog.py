@@ -135,6 +135,15 @@ sys.exit(cli.main() if own else cli.main(sys.argv[1:]))
 """
 
 
+def _cli_group_argv(tmp_path, checkpoint_every: int) -> list[str]:
+    """`mcpo train` of a 2-seed gymnax group of 4 tiny iterations in tmp_path/s1, s2."""
+    return ["train", "--backend", "gymnax", "--algo", "ppo", "--env-id", "Pendulum-v1",
+            "--seeds", "1,2", "--num-envs", "2", "--num-steps", "32", "--num-minibatches", "2",
+            "--update-epochs", "1", "--total-timesteps", "256", "--eval-episodes", "0",
+            "--checkpoint-every", str(checkpoint_every), "--no-progress", "--no-tensorboard",
+            "--run-dir", f"{tmp_path}/s{{seed}}"]
+
+
 @pytest.mark.parametrize("checkpoint_every", [1, 100])
 def test_mcpo_train_starts_a_hung_group_again_by_itself(tmp_path, checkpoint_every):
     """With checkpoints the group resumes from them; without (none written before the hang)
@@ -143,11 +152,7 @@ def test_mcpo_train_starts_a_hung_group_again_by_itself(tmp_path, checkpoint_eve
     pytest.importorskip("gymnax")
     from mcpo.logger import read_metrics
 
-    argv = ["train", "--backend", "gymnax", "--algo", "ppo", "--env-id", "Pendulum-v1",
-            "--seeds", "1,2", "--num-envs", "2", "--num-steps", "32", "--num-minibatches", "2",
-            "--update-epochs", "1", "--total-timesteps", "256", "--eval-episodes", "0",
-            "--checkpoint-every", str(checkpoint_every), "--no-progress", "--no-tensorboard",
-            "--run-dir", f"{tmp_path}/s{{seed}}"]
+    argv = _cli_group_argv(tmp_path, checkpoint_every)
     env = dict(os.environ, **{ENV_SECONDS: "1"})
     env.pop(ENV_RETRIES, None)
     p = subprocess.run([sys.executable, "-c", CLI_GROUP, "own", *argv], env=env,
@@ -166,11 +171,7 @@ def test_mcpo_train_starts_a_hung_group_again_by_itself(tmp_path, checkpoint_eve
 
 def test_mcpo_train_stops_with_exit_hung_without_restarts_or_its_own_process(tmp_path):
     pytest.importorskip("gymnax")
-    argv = ["train", "--backend", "gymnax", "--algo", "ppo", "--env-id", "Pendulum-v1",
-            "--seeds", "1,2", "--num-envs", "2", "--num-steps", "32", "--num-minibatches", "2",
-            "--update-epochs", "1", "--total-timesteps", "256", "--eval-episodes", "0",
-            "--checkpoint-every", "1", "--no-progress", "--no-tensorboard",
-            "--run-dir", f"{tmp_path}/s{{seed}}"]
+    argv = _cli_group_argv(tmp_path, 1)
     for how, retries in (("own", "0"), ("list", "2")):
         # no restarts left; or main() called with a list, as from a caller's process (a test
         # suite, a notebook): that process is never replaced

@@ -112,8 +112,9 @@ def minibatch_epochs(carry, batch, key, n_epochs: int, n_minibatches: int, step_
                      with_next: bool = False, unroll: int = 1):
     """Run `step_fn(carry, minibatch) -> (carry, info)` over `n_epochs` random partitions of
     the batch (any pytree of arrays with the samples first) into `n_minibatches`; one nested
-    `lax.scan`. Returns (carry, info stacked (n_epochs, n_minibatches, ...)). `with_next`: step_fn gets (minibatch, the epoch's next
-    minibatch), the last one paired with the first. `unroll`: of the minibatch scan."""
+    `lax.scan`. Returns (carry, info stacked (n_epochs, n_minibatches, ...)). `with_next`:
+    step_fn gets (minibatch, the epoch's next minibatch), the last one paired with the first.
+    `unroll`: of the minibatch scan."""
     B = jax.tree.leaves(batch)[0].shape[0]
     mb = B // n_minibatches
     # All epochs' permutations in one batched call before the loop, the same permutations as
