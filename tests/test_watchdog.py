@@ -182,3 +182,43 @@ def test_mcpo_train_stops_with_exit_hung_without_restarts_or_its_own_process(tmp
         assert "deadlocked" in p.stderr and "starting again" not in p.stderr
         assert f"stopped with exit code {EXIT_HUNG}" in p.stderr
         assert f"--resume {tmp_path}/s1 {tmp_path}/s2" in p.stderr
+
+
+# `mcpo train` whose group stalls while it is being built (its first JAX programs compile and
+# run there) or while a resume loads its checkpoints: the watchdog covers that too.
+CLI_BUILD = """
+import sys, time
+import mcpo.cli as cli
+from mcpo.jaxenv import runner
+
+where, sys.argv[1:] = sys.argv[1], sys.argv[2:]
+original = getattr(runner.GroupRunner, where)
+def stalled(self, *a, **kw):
+    time.sleep(120)
+    return original(self, *a, **kw)
+setattr(runner.GroupRunner, where, stalled)
+sys.exit(cli.main())
+"""
+
+
+@pytest.mark.parametrize("where", ["__init__", "load"])
+def test_a_group_that_hangs_while_it_is_built_or_loaded_is_started_again(tmp_path, where):
+    pytest.importorskip("gymnax")
+    from mcpo.cli import main
+    from mcpo.logger import read_metrics
+
+    argv = _cli_group_argv(tmp_path, 1)
+    if where == "load":  # a group of 2 iterations, then a resume to 4 that stalls in load
+        assert main([*argv[:argv.index("--total-timesteps") + 1], "128",
+                     *argv[argv.index("--total-timesteps") + 2:]]) == 0
+        argv = ["train", "--resume", f"{tmp_path}/s1", f"{tmp_path}/s2",
+                "--total-timesteps", "256"]
+    env = dict(os.environ, **{ENV_SECONDS: "1"})
+    env.pop(ENV_RETRIES, None)
+    p = subprocess.run([sys.executable, "-c", CLI_BUILD, where, *argv], env=env,
+                       capture_output=True, text=True, timeout=400)
+    assert p.returncode == 0, p.stderr[-3000:]
+    assert "deadlocked" in p.stderr and "starting again in this process" in p.stderr
+    for s in (1, 2):
+        assert len(read_metrics(tmp_path / f"s{s}" / "metrics.csv")) == 4
+        assert (tmp_path / f"s{s}" / "result.json").is_file()

@@ -290,8 +290,7 @@ class GroupRunner:
         try:
             # The watchdog also covers the final save and evaluation (JAX programs of their
             # own, which can deadlock like an iteration).
-            with HangWatchdog(self.hang_seconds, self._hang_message(),
-                              on_hang=self._after_hang):
+            with hang_guard(self.run_dirs, self.hang_seconds):
                 try:
                     self._notify("on_train_start")
                     self._loop(bar)
@@ -311,46 +310,6 @@ class GroupRunner:
             for s, h in old_handlers.items():
                 signal.signal(s, h)
             self.close()
-
-    def _hang_message(self) -> str:
-        return (f"\nmcpo: no progress and no CPU use for {self.hang_seconds:g} s: XLA's CPU "
-                f"runtime has deadlocked (seen with vmapped seeds on jax 0.10.2, "
-                f"docs/design.md §3.1). Nothing written is lost: each run directory keeps its "
-                f"last checkpoint.")
-
-    def _retry_command(self) -> list[str] | None:
-        """What `mcpo` runs again after a hang, when this process is a CLI training
-        (`watchdog.RETRY_ARGV`) with restarts left: a --resume command runs as it was; else the
-        group resumes from its checkpoints if every member has one, or, if none has one yet,
-        the original command runs again with --overwrite (its run directories then hold only
-        this process's own start: without --overwrite, `mcpo train` refuses directories that
-        hold anything). None when members disagree (not produced by a group)."""
-        argv = watchdog.RETRY_ARGV
-        if argv is None or hang_retries() <= 0:
-            return None
-        if any(a == "--resume" or a.startswith("--resume=") for a in argv):
-            return list(argv)
-        have = [(Path(d) / CKPT_DIR / LATEST).is_file() for d in self.run_dirs]
-        if all(have):
-            keep = [a for a in argv if a in ("--progress", "--no-progress")]
-            return ["train", "--resume", *(str(d) for d in self.run_dirs), *keep]
-        if not any(have):
-            return list(argv) + ([] if "--overwrite" in argv else ["--overwrite"])
-        return None
-
-    def _after_hang(self) -> None:
-        """The watchdog's `on_hang`: start the training again in place of this process, or
-        say how to, before the watchdog exits with EXIT_HUNG."""
-        cmd = self._retry_command()
-        if cmd is not None:
-            restart(cmd)
-        dirs = " ".join(str(d) for d in self.run_dirs)
-        sys.stderr.write(
-            f"mcpo: stopped with exit code {EXIT_HUNG}. Run again: `mcpo train --resume {dirs}` "
-            f"(a run without a checkpoint yet: the same `mcpo train` command with --overwrite), "
-            f"or rerun the sweep. ${{MCPO_HANG_SECONDS}} sets the limit (0: no watchdog); "
-            f"`mcpo train` starts a hung group again by itself ${{MCPO_HANG_RETRIES}} times "
-            f"(default 2).\n")
 
     def _go_on(self) -> bool:
         return (self.iteration < self.cfg.num_iterations and not self._stop_requested
@@ -479,6 +438,62 @@ def _zeros(x):
 
 
 # ---------------------------------------------------------------------------------------------
+# The hang watchdog's side (mcpo.watchdog; docs/design.md §3.1)
+# ---------------------------------------------------------------------------------------------
+def hang_guard(run_dirs: Sequence[Path], seconds: float | None = None) -> HangWatchdog:
+    """`with hang_guard(dirs): ...` — a group's JAX work (building and compiling it, loading a
+    checkpoint, the iterations, the final save and evaluation), watched for XLA's CPU
+    deadlock: if it hangs, the training starts again in place of this process (`_after_hang`),
+    or the process exits with EXIT_HUNG and says how to go on."""
+    seconds = hang_seconds() if seconds is None else seconds
+    return HangWatchdog(seconds, _hang_message(seconds),
+                        on_hang=lambda: _after_hang([Path(d) for d in run_dirs]))
+
+
+def _hang_message(seconds: float) -> str:
+    return (f"\nmcpo: no progress and no CPU use for {seconds:g} s: XLA's CPU "
+            f"runtime has deadlocked (seen with vmapped seeds on jax 0.10.2, "
+            f"docs/design.md §3.1). Nothing written is lost: each run directory keeps its "
+            f"last checkpoint.")
+
+
+def _retry_command(run_dirs: Sequence[Path]) -> list[str] | None:
+    """What `mcpo` runs again after a hang, when this process is a CLI training
+    (`watchdog.RETRY_ARGV`) with restarts left: a --resume command runs as it was; else the
+    group resumes from its checkpoints if every member has one, or, if none has one yet,
+    the original command runs again with --overwrite (its run directories then hold only
+    this process's own start: without --overwrite, `mcpo train` refuses directories that
+    hold anything). None when members disagree (not produced by a group)."""
+    argv = watchdog.RETRY_ARGV
+    if argv is None or hang_retries() <= 0:
+        return None
+    if any(a == "--resume" or a.startswith("--resume=") for a in argv):
+        return list(argv)
+    have = [(d / CKPT_DIR / LATEST).is_file() for d in run_dirs]
+    if all(have):
+        keep = [a for a in argv if a in ("--progress", "--no-progress")]
+        return ["train", "--resume", *(str(d) for d in run_dirs), *keep]
+    if not any(have):
+        return list(argv) + ([] if "--overwrite" in argv else ["--overwrite"])
+    return None
+
+
+def _after_hang(run_dirs: Sequence[Path]) -> None:
+    """The watchdog's `on_hang`: start the training again in place of this process, or
+    say how to, before the watchdog exits with EXIT_HUNG."""
+    cmd = _retry_command(run_dirs)
+    if cmd is not None:
+        restart(cmd)
+    dirs = " ".join(str(d) for d in run_dirs)
+    sys.stderr.write(
+        f"mcpo: stopped with exit code {EXIT_HUNG}. Run again: `mcpo train --resume {dirs}` "
+        f"(a run without a checkpoint yet: the same `mcpo train` command with --overwrite), "
+        f"or rerun the sweep. ${{MCPO_HANG_SECONDS}} sets the limit (0: no watchdog); "
+        f"`mcpo train` starts a hung group again by itself ${{MCPO_HANG_RETRIES}} times "
+        f"(default 2).\n")
+
+
+# ---------------------------------------------------------------------------------------------
 # Entry points
 # ---------------------------------------------------------------------------------------------
 def train_group(cfgs: Sequence[TrainConfig], *, overwrite: bool = False,
@@ -491,7 +506,8 @@ def train_group(cfgs: Sequence[TrainConfig], *, overwrite: bool = False,
     prepare_jax()
     for c in cfgs:
         check_new(Path(c.run_dir), overwrite)
-    runner = GroupRunner(cfgs, callbacks)
+    with hang_guard([Path(c.run_dir) for c in cfgs]):  # init compiles and runs JAX code
+        runner = GroupRunner(cfgs, callbacks)
     with contextlib.ExitStack() as stack:
         for c in cfgs:
             rd = stack.enter_context(RunDir.create(Path(c.run_dir), c, overwrite,
@@ -528,8 +544,9 @@ def resume_group(run_dirs: Sequence, total_timesteps: int | None = None, *,
                     for d, c, n_, n in zip(dirs, cfgs, news, done)]
         if all(r is not None for r in recorded):
             return recorded
-        runner = GroupRunner(news, callbacks)
-        runner.load(loaded, ckpts)
+        with hang_guard(dirs):  # init compiles and runs JAX code, load stacks arrays
+            runner = GroupRunner(news, callbacks)
+            runner.load(loaded, ckpts)
         for rd, c, n_, n, p in zip(rds, cfgs, news, done, ckpts):
             record_resume(rd, c, n_, n, p, resume_from)
         return runner.run(resumed_metas=[meta for _, meta in loaded])
