@@ -5,7 +5,8 @@ Every system trains with the same settings: 1 env x 2048 steps, 10 epochs x 32 m
 64x64 tanh actor and critic, observation and reward normalization (our classic preset; rejax
 and SB3 configured to match). Per env and system, 1 seed and 5 seeds:
 
-* ours, gymnax: one process, seeds vmapped (`mcpo.train(cfg, seeds=...)`), cold compile
+* ours, gymnax: one process, seeds vmapped (`mcpo.train(cfg, seeds=...)`) and split over one
+  CPU device per core as `mcpo train` does (mcpo.xla_threads.split_devices), cold compile
   (MCPO_COMPILE_CACHE=0); per-iteration wall from the trainer's Callback hooks, split into
   the jitted iteration (its `iteration_time`) and host work; rollout vs update measured by
   jitting each alone on the final state.
@@ -41,6 +42,7 @@ import jax
 import numpy as np
 
 import mcpo
+from mcpo import xla_threads
 from mcpo.jaxenv.runner import GroupRunner
 from mcpo.logger import read_metrics
 from mcpo.rollout import prepare_batch
@@ -88,26 +90,27 @@ class Splitter(mcpo.Callback):
 
 def split_times(group: GroupRunner, n: int = 5) -> dict:
     """ms per call of the jitted iteration alone, its rollout alone and its update alone (GAE
-    included), on the group's final state."""
+    included), on the group's final state (every shard dispatched at once, as the trainer
+    does: one per CPU device)."""
     loop, policy, cfg = group.loop, group.policy, group.cfg
     rollout = jax.jit(jax.vmap(lambda s: loop.rollout(s)[0]))
     prep = jax.jit(jax.vmap(lambda s, r: prepare_batch(policy, s.train.params, r, cfg.gamma,
                                                        cfg.gae_lambda)))
     update = jax.jit(jax.vmap(loop.update))
-    state = group.state
-    ro = rollout(state)
-    batch = prep(state, ro)
+    shards = group.shards
+    ros = [rollout(s) for s in shards]
     out = {}
-    for name, f, args in (("jitted", group._iterate, (state,)), ("rollout", rollout, (state,)),
-                          ("update", lambda s, r: update(s.train, prep(s, r)), (state, ro))):
-        jax.block_until_ready(f(*args))
+    for name, f, args in (("jitted", group._iterate, (shards,)), ("rollout", rollout, (shards,)),
+                          ("update", lambda s, r: update(s.train, prep(s, r)), (shards, ros))):
+        def call():
+            return [f(*a) for a in zip(*args)]
+        jax.block_until_ready(call())
         ts = []
         for _ in range(n):
             t = time.perf_counter()
-            jax.block_until_ready(f(*args))
+            jax.block_until_ready(call())
             ts.append(time.perf_counter() - t)
         out[name] = 1000 * statistics.median(ts)
-    del batch
     return out
 
 
@@ -246,6 +249,9 @@ def main() -> None:
     p.add_argument("--full-run", action="store_true")
     p.add_argument("--json", default=None)
     a = p.parse_args()
+    # One CPU device per core, as `mcpo train` gives a group (mcpo.xla_threads.split_devices;
+    # a one-seed run stays on one device).
+    xla_threads.split_devices(len(os.sched_getaffinity(0)))
     rows = []
 
     def add(r):

@@ -249,6 +249,7 @@ def cmd_train(ns, argv: list[str], own_process: bool = False) -> int:
         tracker = WandbCallback(project=ns.wandb_project, group=ns.wandb_group)
     callbacks = [tracker] if tracker else []
     xla_threads.requested("mlp")  # a bad $MCPO_XLA_THREADS fails before any work
+    xla_threads.devices_requested(1)  # and so does a bad $MCPO_CPU_DEVICES
     xla_threads.PER_RUN_PROCESS = True  # this process trains and exits: the trainer may limit
     watchdog.hang_retries()  # a bad $MCPO_HANG_RETRIES fails before any work
     # A JAX group that hangs is started again in place of this process (mcpo.watchdog) when

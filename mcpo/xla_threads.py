@@ -83,3 +83,46 @@ def limit(n: int | None) -> bool:
             except OSError:  # a thread that has ended
                 pass
     return True
+
+
+# ---------------------------------------------------------------------------------------------
+# CPU devices for a vmapped group of seeds (docs/design.md §3.1, benchmarks/RESULTS.md §7.1)
+# ---------------------------------------------------------------------------------------------
+# XLA's CPU runtime runs one program (a group's vmapped iteration) mostly on one core: its
+# kernels are small and depend on each other, and a second thread only spins (5 PPO seeds on
+# Pendulum, 2 cores: CPU/wall 1.33). Split into one CPU *device* per core, each with its share
+# of the seeds, the programs run side by side: 5 seeds as 3 + 2, PPO 90k -> 131k steps/s,
+# MCPO 28k -> 42k (2026-12-06). `jax_num_cpu_devices` must be set before JAX's CPU client
+# exists, like the thread limit above.
+DEVICES_ENV = "MCPO_CPU_DEVICES"
+
+
+def devices_requested(group_size: int) -> int | None:
+    """CPU devices for a vmapped group of `group_size` seeds, from $MCPO_CPU_DEVICES: a number,
+    or 'auto' (the default): one per CPU this process may use, in `mcpo train` processes
+    (`PER_RUN_PROCESS`); elsewhere (the Python API, sweep workers, the test suite) None: the
+    process's devices stay as JAX made them. Never more than one per seed."""
+    raw = os.environ.get(DEVICES_ENV, "auto").strip().lower()
+    if raw in ("", "auto"):
+        if not PER_RUN_PROCESS:
+            return None
+        n = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+             else os.cpu_count() or 1)
+    else:
+        try:
+            n = int(raw)
+        except ValueError:
+            n = 0
+        if n < 1:
+            raise ConfigError(f"${DEVICES_ENV} must be 'auto' or a number of CPU devices >= 1, "
+                              f"got {raw!r}")
+    return min(n, max(1, group_size))
+
+
+def split_devices(n: int | None) -> bool:
+    """Give JAX's CPU client `n` devices; False (nothing changed) if `n` is None or 1, or JAX
+    has already computed in this process."""
+    if n is None or n <= 1 or _backend_started():
+        return False
+    jax.config.update("jax_num_cpu_devices", n)
+    return True

@@ -302,6 +302,51 @@ def test_resume_of_a_vmapped_group_is_exact(group, tmp_path):
                                _rows(root / "g" / names[1])[3]["value_loss"], rtol=1e-3)
 
 
+# A group trained, or resumed from its snapshot, in a child process with two CPU devices.
+TWO_DEVICES = """
+import json, sys
+import mcpo
+from mcpo.config import TrainConfig
+if sys.argv[1] == "train":
+    mcpo.train(TrainConfig.from_dict(json.loads(sys.argv[2])), seeds=[1, 2, 3])
+else:
+    mcpo.resume(sys.argv[2:], resume_from="step_000000000384.ckpt")
+"""
+
+
+def test_a_group_split_over_two_cpu_devices_learns_alike_and_resumes_exactly(group, tmp_path):
+    """$MCPO_CPU_DEVICES=2: seeds 1, 2 run on one CPU device and seed 3 on another
+    (mcpo.xla_threads.split_devices); each learns as in the one-device group (other XLA
+    programs: float tolerance over the first iterations), and resuming the split group from
+    its snapshot gives the uninterrupted split run exactly, twice."""
+    import os
+    root, cfg, _ = group
+    env = {**os.environ, "MCPO_CPU_DEVICES": "2"}
+
+    def child(*args):
+        p = subprocess.run([sys.executable, "-c", TWO_DEVICES, *args], env=env,
+                           capture_output=True, text=True, timeout=600)
+        assert p.returncode == 0, p.stderr[-3000:]
+
+    child("train", json.dumps(cfg.replace(run_dir=str(tmp_path / "d")).to_dict()))
+    names = [f"Pendulum-v1__ppo__{s}" for s in (1, 2, 3)]
+    marker = json.loads((tmp_path / "d" / names[0] / "run.json").read_text())
+    assert [h for h in marker["history"] if h["event"] == "group"][0]["seeds_per_device"] \
+        == [2, 1]
+    split = {n: _rows(tmp_path / "d" / n) for n in names}
+    for n in names:
+        assert len(split[n]) == 6
+        for a, b in zip(split[n][:2], _rows(root / "g" / n)[:2]):
+            for k in ("ep_return_mean", "policy_loss", "value_loss", "kl_old_new", "entropy"):
+                np.testing.assert_allclose(a[k], b[k], rtol=1e-3, atol=1e-5, err_msg=k)
+    assert split[names[0]][-1]["policy_loss"] != split[names[2]][-1]["policy_loss"]
+    for c in ("a", "b"):
+        shutil.copytree(tmp_path / "d", tmp_path / c)
+        child("resume", *(str(tmp_path / c / n) for n in names))
+        for n in names:
+            np.testing.assert_equal(_rows(tmp_path / c / n), split[n])
+
+
 def test_group_resume_refuses_runs_at_different_steps_or_configs(group, tmp_path):
     root, _, _ = group
     g = root / "g"

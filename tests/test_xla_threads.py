@@ -91,3 +91,30 @@ def test_only_a_one_training_process_limits_the_threads(tmp_path):
         return int(out.stdout.split()[-1])
 
     assert threads("cli") < threads("api")
+
+
+def test_cpu_devices_for_a_group_are_parsed_and_capped_at_one_per_seed(monkeypatch):
+    monkeypatch.setattr(xla_threads, "PER_RUN_PROCESS", False)
+    monkeypatch.delenv(xla_threads.DEVICES_ENV, raising=False)
+    assert xla_threads.devices_requested(5) is None  # the API: JAX's devices as they are
+    monkeypatch.setattr(xla_threads, "PER_RUN_PROCESS", True)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    assert xla_threads.devices_requested(64) == cpus  # `mcpo train`: one device per CPU
+    assert xla_threads.devices_requested(1) == 1
+    monkeypatch.setenv(xla_threads.DEVICES_ENV, "3")
+    assert xla_threads.devices_requested(5) == 3 and xla_threads.devices_requested(2) == 2
+    for bad in ("0", "-2", "many"):
+        monkeypatch.setenv(xla_threads.DEVICES_ENV, bad)
+        with pytest.raises(ConfigError, match=xla_threads.DEVICES_ENV):
+            xla_threads.devices_requested(5)
+    assert not xla_threads.split_devices(None) and not xla_threads.split_devices(1)
+
+
+def test_a_group_is_split_into_contiguous_shards_of_nearly_equal_size():
+    from mcpo.jaxenv.runner import shard_bounds
+
+    assert shard_bounds(5, 2) == [(0, 3), (3, 5)]
+    assert shard_bounds(4, 2) == [(0, 2), (2, 4)]
+    assert shard_bounds(3, 8) == [(0, 1), (1, 2), (2, 3)]  # never an empty shard
+    assert shard_bounds(3, 1) == [(0, 3)]
+    assert shard_bounds(1, 2) == [(0, 1)]

@@ -55,7 +55,7 @@ from mcpo.trainer import (CHECKPOINT_FORMAT, RECENT_EPISODES, Callback, RunResul
                           install_stop_handlers, prepare_jax, record_resume,
                           recorded_result, resumed_config, write_result)
 from mcpo.types import CheckpointError, ConfigError, NonFiniteError
-from mcpo import watchdog
+from mcpo import watchdog, xla_threads
 from mcpo.watchdog import EXIT_HUNG, HangWatchdog, hang_retries, hang_seconds, restart
 
 EVAL_STREAM = 10_000  # fold_in constant of the final evaluation's key (its own stream per seed;
@@ -146,7 +146,8 @@ class Member:
     @property
     def state(self):
         """This seed's learner state (TrainState)."""
-        return jax.tree.map(lambda x: x[self.index], self.group.state.train)
+        k, j = self.group.locate(self.index)
+        return jax.tree.map(lambda x: x[j], self.group.shards[k].train)
 
 
 class GroupRunner:
@@ -166,8 +167,15 @@ class GroupRunner:
         self.episode_columns = EPISODE_COLUMNS + (SUCCESS_COLUMNS if self.success else ())
         self.loop = Loop(cfg, ALGOS[cfg.algo], self.policy, self.env, RECENT_EPISODES,
                          success=self.success)
+        # The seeds are split over the process's devices (mcpo.xla_threads.split_devices: one
+        # CPU device per core in `mcpo train`), one vmapped program per device, all dispatched
+        # at once; a process with one device runs the whole group as one program.
+        self.bounds = shard_bounds(self.G, len(jax.devices()))
+        self.devices = jax.devices()[:len(self.bounds)]
         keys = jnp.stack([jax.random.PRNGKey(c.seed) for c in self.cfgs])
-        self.state: LoopState = jax.jit(jax.vmap(self.loop.init))(keys)
+        init = jax.jit(jax.vmap(self.loop.init))
+        self.shards: list[LoopState] = [init(jax.device_put(keys[a:b], d))
+                                        for (a, b), d in zip(self.bounds, self.devices)]
         self._iterate = jax.jit(jax.vmap(self.loop.iteration))
         self.members = [Member(self, i) for i in range(self.G)]
         self.iteration = 0
@@ -178,6 +186,34 @@ class GroupRunner:
         self.loggers: list[MetricsLogger] = []
         self._stop_signal = None
         self._stop_requested = False
+
+    # The group's state over its devices ----------------------------------------------------
+    @property
+    def state(self) -> LoopState:
+        """Every seed's state, stacked (on the device of a one-device group; else on the host,
+        as numpy arrays)."""
+        if len(self.shards) == 1:
+            return self.shards[0]
+        return jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]),
+                            *jax.device_get(self.shards))
+
+    @state.setter
+    def state(self, stacked: LoopState) -> None:
+        self.shards = [jax.device_put(jax.tree.map(lambda x: x[a:b], stacked), d)
+                       if len(self.bounds) > 1 else stacked
+                       for (a, b), d in zip(self.bounds, self.devices)]
+
+    def locate(self, index: int) -> tuple[int, int]:
+        """(shard, position in it) of seed number `index` of the group."""
+        for k, (a, b) in enumerate(self.bounds):
+            if a <= index < b:
+                return k, index - a
+        raise IndexError(index)
+
+    def iterate(self, shards: Sequence[LoopState]) -> list[tuple[LoopState, dict]]:
+        """One iteration of every shard, dispatched at once (JAX runs them asynchronously,
+        each on its device)."""
+        return [self._iterate(s) for s in shards]
 
     # Checkpoints ---------------------------------------------------------------------------
     def save(self, name: str = LATEST) -> None:
@@ -327,15 +363,15 @@ class GroupRunner:
         if self._stop_requested:
             return
         t_last = time.perf_counter()
-        pending = self._iterate(self.state)
+        pending = self.iterate(self.shards)
         while pending is not None:
-            state, m = pending
-            m = jax.device_get(m)
+            shards = [s for s, _ in pending]
+            m = _concat(jax.device_get([m for _, m in pending]))
             t_now = time.perf_counter()
             self._check_finite(m)
             more = self.iteration + 1 < self.cfg.num_iterations and self._stop_signal is None
-            pending = self._iterate(state) if more else None  # speculative until committed
-            self._commit(state, m, t_now - t_last, bar)
+            pending = self.iterate(shards) if more else None  # speculative until committed
+            self._commit(shards, m, t_now - t_last, bar)
             t_last = t_now
             if not self._go_on():
                 return
@@ -343,11 +379,11 @@ class GroupRunner:
             if self._stop_requested:
                 return
 
-    def _commit(self, state: LoopState, m: dict, dt: float, bar) -> None:
-        """Make iteration `self.iteration + 1` (its state and metrics `m`, `dt` s of wall
-        time) the runs' own: metrics rows, callbacks, checkpoints."""
+    def _commit(self, shards: list[LoopState], m: dict, dt: float, bar) -> None:
+        """Make iteration `self.iteration + 1` (its state, per shard, and metrics `m`, `dt` s of
+        wall time) the runs' own: metrics rows, callbacks, checkpoints."""
         cfg, G = self.cfg, self.G
-        self.state = state
+        self.shards = shards
         self.iteration += 1
         self.global_step += cfg.batch_size
         rows = []
@@ -381,8 +417,10 @@ class GroupRunner:
         stream = EVAL_STREAM if deterministic else EVAL_STREAM + 1
         keys = jnp.stack([jax.random.fold_in(jax.random.PRNGKey(c.seed), stream)
                           for c in self.cfgs])
-        rets, succ = jax.jit(jax.vmap(run))(self.state.train.params["actor"],
-                                            self.state.obs_rms, keys)
+        run = jax.jit(jax.vmap(run))
+        out = [run(s.train.params["actor"], s.obs_rms, jax.device_put(keys[a:b], d))
+               for s, (a, b), d in zip(self.shards, self.bounds, self.devices)]
+        rets, succ = _concat(jax.device_get(out))
         return np.asarray(rets), np.asarray(succ)
 
     def _finish(self, elapsed: float, steps: int) -> list[RunResult]:
@@ -435,6 +473,22 @@ class GroupRunner:
 
 def _zeros(x):
     return np.zeros(x.shape, x.dtype)
+
+
+def shard_bounds(G: int, devices: int) -> list[tuple[int, int]]:
+    """Seeds [a, b) of each shard: G seeds over at most `devices` shards, the first ones one
+    seed larger when they do not divide (5 over 2: [0, 3), [3, 5))."""
+    n = max(1, min(G, devices))
+    sizes = [G // n + (k < G % n) for k in range(n)]
+    starts = np.cumsum([0] + sizes)
+    return [(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:])]
+
+
+def _concat(parts: list):
+    """Per-shard host trees (leading axis: the shard's seeds) -> one tree for the group."""
+    if len(parts) == 1:
+        return parts[0]
+    return jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]), *parts)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -503,6 +557,7 @@ def train_group(cfgs: Sequence[TrainConfig], *, overwrite: bool = False,
     Everything is checked before any directory is created."""
     cfgs = [c.validate() for c in cfgs]
     check_group(cfgs)
+    xla_threads.split_devices(xla_threads.devices_requested(len(cfgs)))
     prepare_jax()
     for c in cfgs:
         check_new(Path(c.run_dir), overwrite)
@@ -514,7 +569,8 @@ def train_group(cfgs: Sequence[TrainConfig], *, overwrite: bool = False,
                                                    command=command))
             if len(cfgs) > 1:
                 rd.record("group", seeds=[x.seed for x in cfgs],
-                          runs=[str(x.run_dir) for x in cfgs])
+                          runs=[str(x.run_dir) for x in cfgs],
+                          seeds_per_device=[b - a for a, b in runner.bounds])
         return runner.run()
 
 
@@ -539,6 +595,7 @@ def resume_group(run_dirs: Sequence, total_timesteps: int | None = None, *,
                               f"cannot continue as one group; resume them one by one.")
         news = [resumed_config(c, total_timesteps, progress, n, p)
                 for c, n, p in zip(cfgs, done, ckpts)]
+        xla_threads.split_devices(xla_threads.devices_requested(len(cfgs)))
         prepare_jax()
         recorded = [recorded_result(d, c, n_, n, resume_from)
                     for d, c, n_, n in zip(dirs, cfgs, news, done)]
