@@ -43,7 +43,7 @@ import numpy as np
 
 import mcpo
 from mcpo import xla_threads
-from mcpo.jaxenv.runner import GroupRunner
+from mcpo.jaxenv.runner import GroupRunner, _one_seed
 from mcpo.logger import read_metrics
 from mcpo.rollout import prepare_batch
 
@@ -93,10 +93,12 @@ def split_times(group: GroupRunner, n: int = 5) -> dict:
     included), on the group's final state (every shard dispatched at once, as the trainer
     does: one per CPU device)."""
     loop, policy, cfg = group.loop, group.policy, group.cfg
-    rollout = jax.jit(jax.vmap(lambda s: loop.rollout(s)[0]))
-    prep = jax.jit(jax.vmap(lambda s, r: prepare_batch(policy, s.train.params, r, cfg.gamma,
-                                                       cfg.gae_lambda)))
-    update = jax.jit(jax.vmap(loop.update))
+    # as the group runs them: vmapped, or a single seed's functions (runner._one_seed)
+    over = jax.vmap if max(b - a for a, b in group.bounds) > 1 else _one_seed
+    rollout = jax.jit(over(lambda s: loop.rollout(s)[0]))
+    prep = jax.jit(over(lambda s, r: prepare_batch(policy, s.train.params, r, cfg.gamma,
+                                                   cfg.gae_lambda)))
+    update = jax.jit(over(loop.update))
     shards = group.shards
     ros = [rollout(s) for s in shards]
     out = {}

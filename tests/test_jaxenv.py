@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import gymnasium as gym
 import jax
@@ -277,6 +278,41 @@ def test_vmapped_seeds_differ_and_each_matches_the_seed_trained_alone(group, tmp
     rows = _rows(tmp_path / "alone")
     for a, b in zip(rows[:2], runs[2][:2]):
         for k in ("ep_return_mean", "policy_loss", "value_loss", "kl_old_new", "entropy"):
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-3, atol=1e-5, err_msg=k)
+
+
+def test_mcpo_alone_runs_unbatched_with_its_slot_cache_and_matches_its_vmapped_twin(tmp_path):
+    """A single seed is not vmapped (runner._one_seed), so MCPO's update keeps its slot
+    cache (a real lax.cond, mcpo.algos.mcpo.caches_slots); in a vmapped group the same seed
+    computes every slot on every minibatch instead. Same numbers to float tolerance over the
+    first iterations."""
+    from mcpo.algos.mcpo import caches_slots
+    from mcpo.jaxenv.runner import GroupRunner
+
+    tiny = {k: v for k, v in TINY.items() if k != "env_id"}
+    cfg = mcpo.make_config("mcpo", "Pendulum-v1", **{**tiny, "num_minibatches": 4},
+                           total_timesteps=3 * 128, memory_size=4)
+    assert cfg.algo_config.attn_slot_features  # the default
+    assert caches_slots(cfg.algo_config, batched=False)
+    assert not caches_slots(cfg.algo_config, batched=True)
+    runs = {}
+    for name, seeds in (("alone", [2]), ("group", [2, 5])):
+        c = cfg.replace(run_dir=str(tmp_path / name))
+        grab = []
+
+        class Grab(mcpo.Callback):
+            def on_train_start(self, trainer):
+                grab.append(trainer.group)
+
+        res = mcpo.train(c, seeds=seeds, callbacks=[Grab()])
+        runs[name] = _rows(Path(res[0].run_dir))
+        assert isinstance(grab[0], GroupRunner) and len(grab[0].bounds) == 1
+        assert grab[0].loop.batched == (len(seeds) > 1)
+    writes = sum(r["memory_writes"] for r in runs["alone"])
+    assert writes > 0  # the cache was rewritten on the batch along the way
+    for a, b in zip(runs["alone"][:2], runs["group"][:2]):
+        for k in ("ep_return_mean", "policy_loss", "value_loss", "attn_entropy",
+                  "memory_writes", "alpha"):
             np.testing.assert_allclose(a[k], b[k], rtol=1e-3, atol=1e-5, err_msg=k)
 
 

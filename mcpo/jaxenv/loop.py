@@ -79,11 +79,14 @@ class Loop:
     """The pure functions of one run configuration: `init(key)`, `iteration(state)` for ONE
     seed; `mcpo.jaxenv.runner` vmaps and jits them over a group of seeds."""
 
-    def __init__(self, cfg, spec, policy, env: JaxEnv, recent: int, success: bool = False):
+    def __init__(self, cfg, spec, policy, env: JaxEnv, recent: int, success: bool = False,
+                 batched: bool = True):
+        """`batched`: the functions will be vmapped over seeds (the update may then compute
+        differently, not something else: `spec.make_update(..., batched=True)`)."""
         self.cfg, self.spec, self.policy, self.env, self.recent = cfg, spec, policy, env, recent
-        self.success = success
-        self.update = (spec.make_update(cfg, policy, batched=True) if spec.batched_update
-                       else spec.make_update(cfg, policy))
+        self.success, self.batched = success, batched
+        self.update = (spec.make_update(cfg, policy, batched=True)
+                       if spec.batched_update and batched else spec.make_update(cfg, policy))
         space = env.action_space
         self.box = isinstance(space, gym.spaces.Box)
         if self.box:

@@ -165,18 +165,23 @@ class GroupRunner:
                                   cfg.hidden_sizes, self.env.network_kind)
         self.success = env_family(cfg.env_id) == "minigrid"
         self.episode_columns = EPISODE_COLUMNS + (SUCCESS_COLUMNS if self.success else ())
-        self.loop = Loop(cfg, ALGOS[cfg.algo], self.policy, self.env, RECENT_EPISODES,
-                         success=self.success)
         # The seeds are split over the process's devices (mcpo.xla_threads.split_devices: one
         # CPU device per core in `mcpo train`), one vmapped program per device, all dispatched
         # at once; a process with one device runs the whole group as one program.
         self.bounds = shard_bounds(self.G, len(jax.devices()))
         self.devices = jax.devices()[:len(self.bounds)]
+        # One seed per program (a single run, or no more seeds than devices): not vmapped,
+        # so the update's lax.cond stays a branch and MCPO's slot cache applies
+        # (mcpo.algos.mcpo.caches_slots); the state keeps its leading seed axis of 1.
+        solo = all(b - a == 1 for a, b in self.bounds)
+        self.loop = Loop(cfg, ALGOS[cfg.algo], self.policy, self.env, RECENT_EPISODES,
+                         success=self.success, batched=not solo)
+        group = _one_seed if solo else jax.vmap
         keys = jnp.stack([jax.random.PRNGKey(c.seed) for c in self.cfgs])
-        init = jax.jit(jax.vmap(self.loop.init))
+        init = jax.jit(group(self.loop.init))
         self.shards: list[LoopState] = [init(jax.device_put(keys[a:b], d))
                                         for (a, b), d in zip(self.bounds, self.devices)]
-        self._iterate = jax.jit(jax.vmap(self.loop.iteration))
+        self._iterate = jax.jit(group(self.loop.iteration))
         self.members = [Member(self, i) for i in range(self.G)]
         self.iteration = 0
         self.global_step = 0
@@ -482,6 +487,14 @@ def shard_bounds(G: int, devices: int) -> list[tuple[int, int]]:
     sizes = [G // n + (k < G % n) for k in range(n)]
     starts = np.cumsum([0] + sizes)
     return [(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:])]
+
+
+def _one_seed(fn):
+    """`fn` of one seed, called as its vmap over a group of one would be: leading axis 1 on
+    every input and output leaf (squeezed and restored, free inside jit)."""
+    def f(*xs):
+        return jax.tree.map(lambda a: a[None], fn(*jax.tree.map(lambda a: a[0], xs)))
+    return f
 
 
 def _concat(parts: list):
