@@ -43,7 +43,7 @@ import numpy as np
 
 import mcpo
 from mcpo import xla_threads
-from mcpo.jaxenv.runner import GroupRunner, _one_seed
+from mcpo.jaxenv.runner import GroupRunner
 from mcpo.logger import read_metrics
 from mcpo.rollout import prepare_batch
 
@@ -93,8 +93,7 @@ def split_times(group: GroupRunner, n: int = 5) -> dict:
     included), on the group's final state (every shard dispatched at once, as the trainer
     does: one per CPU device)."""
     loop, policy, cfg = group.loop, group.policy, group.cfg
-    # as the group runs them: vmapped, or a single seed's functions (runner._one_seed)
-    over = jax.vmap if max(b - a for a, b in group.bounds) > 1 else _one_seed
+    over = group.over_seeds  # as the group runs them: vmapped, or one seed's own functions
     rollout = jax.jit(over(lambda s: loop.rollout(s)[0]))
     prep = jax.jit(over(lambda s, r: prepare_batch(policy, s.train.params, r, cfg.gamma,
                                                    cfg.gae_lambda)))
@@ -253,7 +252,7 @@ def main() -> None:
     a = p.parse_args()
     # One CPU device per core, as `mcpo train` gives a group (mcpo.xla_threads.split_devices;
     # a one-seed run stays on one device).
-    xla_threads.split_devices(len(os.sched_getaffinity(0)))
+    xla_threads.split_devices(xla_threads.usable_cores())
     rows = []
 
     def add(r):

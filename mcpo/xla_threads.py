@@ -43,16 +43,32 @@ PER_RUN_PROCESS = False
 def requested(network_kind: str) -> int | None:
     """Threads for a host-path run of a policy of `network_kind` ('mlp', 'cnn', ...): from
     $MCPO_XLA_THREADS, or 'auto'; None means XLA's own choice."""
-    raw = os.environ.get(ENV, "auto").strip().lower()
-    if raw in ("", "auto"):
+    n = _count_setting(ENV, "threads")
+    if n is None:  # auto
         return 1 if network_kind == "mlp" else None
+    return n
+
+
+def _count_setting(env: str, what: str) -> int | None:
+    """$env as a count >= 1 of `what`, or None for 'auto' (its default, or empty)."""
+    raw = os.environ.get(env, "auto").strip().lower()
+    if raw in ("", "auto"):
+        return None
     try:
         n = int(raw)
     except ValueError:
         n = 0
     if n < 1:
-        raise ConfigError(f"${ENV} must be 'auto' or a number of threads >= 1, got {raw!r}")
+        raise ConfigError(f"${env} must be 'auto' or a number of {what} >= 1, got {raw!r}")
     return n
+
+
+def usable_cores() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
 
 
 def _backend_started() -> bool:
@@ -102,20 +118,11 @@ def devices_requested(group_size: int) -> int | None:
     or 'auto' (the default): one per CPU this process may use, in `mcpo train` processes
     (`PER_RUN_PROCESS`); elsewhere (the Python API, sweep workers, the test suite) None: the
     process's devices stay as JAX made them. Never more than one per seed."""
-    raw = os.environ.get(DEVICES_ENV, "auto").strip().lower()
-    if raw in ("", "auto"):
+    n = _count_setting(DEVICES_ENV, "CPU devices")
+    if n is None:  # auto
         if not PER_RUN_PROCESS:
             return None
-        n = (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-             else os.cpu_count() or 1)
-    else:
-        try:
-            n = int(raw)
-        except ValueError:
-            n = 0
-        if n < 1:
-            raise ConfigError(f"${DEVICES_ENV} must be 'auto' or a number of CPU devices >= 1, "
-                              f"got {raw!r}")
+        n = usable_cores()
     return min(n, max(1, group_size))
 
 

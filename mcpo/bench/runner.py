@@ -48,10 +48,7 @@ def machine_info() -> dict:
                        cpu)
     except OSError:
         pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
+    usable = xla_threads.usable_cores()
     versions = {}
     for pkg in ("mcpo", "jax", "jaxlib", "optax", "numpy", "gymnasium", "mujoco", "envpool",
                 "torch", "stable-baselines3"):

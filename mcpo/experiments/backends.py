@@ -24,7 +24,6 @@ from __future__ import annotations
 import collections
 import importlib.util
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -36,6 +35,7 @@ from typing import Callable
 from mcpo.experiments.worker import run_job, thread_env_vars, worker_env
 from mcpo.types import ConfigError
 from mcpo.watchdog import EXIT_HUNG
+from mcpo.xla_threads import usable_cores
 
 BUSY_RETRIES = 12        # a run directory another process holds: retry this many times,
 BUSY_DELAY = 5.0         # this many seconds apart, then report it
@@ -46,13 +46,6 @@ POLL = 0.25
 OnStart = Callable[[dict], None]
 OnDone = Callable[[dict, dict], None]
 Tick = Callable[[], None]
-
-
-def usable_cores() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # pragma: no cover - not Linux
-        return os.cpu_count() or 1
 
 
 def _log_tail(path: Path, lines: int = 25) -> str:

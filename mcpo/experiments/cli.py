@@ -9,7 +9,7 @@ import textwrap
 from collections import Counter
 from pathlib import Path
 
-from mcpo.experiments.backends import usable_cores
+from mcpo.xla_threads import usable_cores
 from mcpo.experiments.spec import parse_spec, read_spec_source
 from mcpo.experiments.sweep import BACKENDS, SweepInterrupted, run_state, run_sweep
 from mcpo.presets import experiments as experiment_presets

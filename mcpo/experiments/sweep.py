@@ -13,7 +13,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from mcpo.experiments.backends import LocalPool, RayPool, usable_cores
+from mcpo.experiments.backends import LocalPool, RayPool
+from mcpo.xla_threads import usable_cores
 from mcpo.experiments.progress import Progress, duration
 from mcpo.experiments.spec import Run, Spec
 from mcpo.experiments.sweepdir import SweepDir, check_out, now

@@ -176,12 +176,13 @@ class GroupRunner:
         solo = all(b - a == 1 for a, b in self.bounds)
         self.loop = Loop(cfg, ALGOS[cfg.algo], self.policy, self.env, RECENT_EPISODES,
                          success=self.success, batched=not solo)
-        group = _one_seed if solo else jax.vmap
+        # how a shard's seeds run: a vmap, or the one seed's own functions
+        self.over_seeds = _one_seed if solo else jax.vmap
         keys = jnp.stack([jax.random.PRNGKey(c.seed) for c in self.cfgs])
-        init = jax.jit(group(self.loop.init))
+        init = jax.jit(self.over_seeds(self.loop.init))
         self.shards: list[LoopState] = [init(jax.device_put(keys[a:b], d))
                                         for (a, b), d in zip(self.bounds, self.devices)]
-        self._iterate = jax.jit(group(self.loop.iteration))
+        self._iterate = jax.jit(self.over_seeds(self.loop.iteration))
         self.members = [Member(self, i) for i in range(self.G)]
         self.iteration = 0
         self.global_step = 0
@@ -199,8 +200,7 @@ class GroupRunner:
         as numpy arrays)."""
         if len(self.shards) == 1:
             return self.shards[0]
-        return jax.tree.map(lambda *xs: np.concatenate([np.asarray(x) for x in xs]),
-                            *jax.device_get(self.shards))
+        return _concat(jax.device_get(self.shards))
 
     @state.setter
     def state(self, stacked: LoopState) -> None:
