@@ -13,6 +13,7 @@ resumed process is not mistaken for a hung one.
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import sys
 import threading
@@ -25,6 +26,11 @@ ENV_SECONDS = "MCPO_HANG_SECONDS"
 DEFAULT_SECONDS = 180.0
 ENV_RETRIES = "MCPO_HANG_RETRIES"
 DEFAULT_RETRIES = 2
+# $MCPO_HANG_LOG: a file a hang is also recorded in (appended): when, the process, the message
+# and every thread's Python stack. For where stderr is not seen: pytest captures it at the
+# file-descriptor level and loses it when the process exits from under it (os._exit), so the
+# test suite (tests/conftest.py) and CI (.ci/run) set it and show it after an exit 75.
+ENV_LOG = "MCPO_HANG_LOG"
 # The `mcpo` command line of this process (without "mcpo"), when the process is one CLI
 # training that may be started again after a hang (set by `mcpo train`; the Python API and
 # sweep workers leave it None: their callers decide).
@@ -112,7 +118,27 @@ class HangWatchdog:
         try:
             sys.stderr.write(self.message.rstrip("\n") + "\n")
             sys.stderr.flush()
+            record_hang(self.message)
             if self.on_hang is not None:  # e.g. exec a resume of the run (never returns)
                 self.on_hang()
         finally:
             os._exit(EXIT_HUNG)
+
+
+def record_hang(message: str) -> None:
+    """Append the hang to $MCPO_HANG_LOG, if set: a header (time, PID, command line), the
+    message, and the Python stack of every thread (faulthandler: it reads the frames without
+    the GIL holder's help, so it works while they are stuck). Never raises."""
+    path = os.environ.get(ENV_LOG, "").strip()
+    if not path:
+        return
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(f"==== {time.strftime('%Y-%m-%d %H:%M:%S')} hang in PID {os.getpid()}: "
+                    f"{' '.join(sys.argv)}\n{message.rstrip()}\n"
+                    f"Python stacks of every thread (most recent call first):\n")
+            f.flush()
+            faulthandler.dump_traceback(f, all_threads=True)
+            f.write("\n")
+    except (OSError, ValueError):  # an unwritable log must not keep the process from exiting
+        pass

@@ -15,6 +15,14 @@ import pytest
 
 import mcpo
 from mcpo.logger import read_metrics
+from mcpo.watchdog import ENV_LOG
+
+# A hang the watchdog stops (exit 75) is recorded here too, with every thread's stack: pytest's
+# capture loses the message on stderr when the process exits under it (.ci/run prints this).
+if not os.environ.get(ENV_LOG):
+    _cache = Path(__file__).resolve().parents[1] / ".pytest_cache"
+    _cache.mkdir(exist_ok=True)
+    os.environ[ENV_LOG] = str(_cache / "mcpo-hangs.log")
 
 # CI-sized budgets (a few seconds to ~20 s per run on 2 CPU cores). Thresholds and why:
 # * CartPole-v1: a uniform random policy scores ~22; 195 is the classic "solved" bar (v0).

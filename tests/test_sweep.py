@@ -15,7 +15,7 @@ from mcpo.cli import build_parser, config_from_args, main
 from mcpo.experiments import parse_spec
 from mcpo.types import ConfigError
 from mcpo.experiments.progress import Progress
-from mcpo.experiments.sweep import job_of
+from mcpo.experiments.sweep import group_seeds, job_of, members
 from mcpo.experiments.sweepdir import SweepDir
 from mcpo.experiments.worker import run_job, worker_env
 from mcpo.logger import last_metrics_row, read_metrics
@@ -340,8 +340,9 @@ def test_a_group_the_hang_watchdog_stopped_is_run_again_member_by_member(tmp_pat
                     .split("  MCPO:")[0])
     out = tmp_path / "sweep"
     env = dict(sweep_env(), HANG_ONCE_MARKER=str(tmp_path / "hung"))
-    r = subprocess.run(sweep_cmd(spec, out), env=env, capture_output=True, text=True,
-                       timeout=600)
+    # one worker: the two seeds stay one group job (two workers would get a seed each)
+    r = subprocess.run(sweep_cmd(spec, out, "--workers", "1"), env=env, capture_output=True,
+                       text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
     assert (tmp_path / "hung").is_file()  # the first attempt did "hang"
     runs = sorted(d for d in out.iterdir() if (d / "run.json").is_file())
@@ -351,6 +352,41 @@ def test_a_group_the_hang_watchdog_stopped_is_run_again_member_by_member(tmp_pat
         assert "group" not in events
     assert "2 done" in r.stdout and "failed" not in r.stdout.split("runs:")[-1].replace(
         "0 failed", ""), r.stdout
+
+
+def test_groups_are_cut_into_chunks_of_seeds_so_that_no_worker_idles():
+    """A setting's new seeds on a pure-JAX backend are one group job, cut into consecutive
+    chunks when there are fewer jobs than workers (biggest chunks first, sizes as even as
+    they go); a chunk of one seed is a single job, and each group's command names its seeds."""
+    def job(algo, seed, backend="gymnax"):
+        cfg = {"backend": backend, "algo": algo, "env_id": "Pendulum-v1", "seed": seed,
+               "run_dir": f"{algo}{seed}"}
+        return {"name": f"{algo}{seed}", "config": cfg, "imports": [], "track": None,
+                "command": ["mcpo", "train", "--algo", algo, "--seed", str(seed)]}
+
+    def shape(out):
+        return [[m["config"]["seed"] for m in members(j)] for j in out]
+
+    five = [job("ppo", s) for s in range(1, 6)]
+    new = {j["name"] for j in five}
+    assert shape(group_seeds(five, new)) == [[1, 2, 3, 4, 5]]
+    assert shape(group_seeds(five, new, 1)) == [[1, 2, 3, 4, 5]]
+    out = group_seeds(five, new, 2)
+    assert shape(out) == [[1, 2, 3], [4, 5]]
+    assert [j["name"] for j in out] == ["ppo1", "ppo4"]
+    assert out[1]["command"] == ["mcpo", "train", "--algo", "ppo", "--seeds", "4,5"]
+    assert shape(group_seeds(five, new, 4)) == [[1, 2], [3], [4], [5]]
+    assert all("members" not in j for j in group_seeds(five, new, 8))  # one seed each
+    # two settings on 3 workers: the bigger group is cut; jobs that are not new or not
+    # vmappable count as workers' jobs too
+    three = [job("mcpo", s) for s in (1, 2, 3)]
+    both = five + three
+    assert shape(group_seeds(both, {j["name"] for j in both}, 3)) == [
+        [1, 2, 3], [4, 5], [1, 2, 3]]
+    old = job("ppo", 9)  # has a run directory already: resumes alone
+    assert shape(group_seeds(five + [old], new, 2)) == [[1, 2, 3, 4, 5], [9]]
+    host = [job("ppo", s, backend="gymnasium") for s in (1, 2)]
+    assert shape(group_seeds(host, {j["name"] for j in host}, 2)) == [[1], [2]]
 
 
 def same(row: dict, leave_out: set) -> dict:

@@ -28,9 +28,16 @@ print("finished", flush=True)
 """
 
 
-def _child(mode: str, seconds: float) -> subprocess.Popen:
+@pytest.fixture(autouse=True)
+def _no_suite_hang_log(monkeypatch):
+    """The hangs here are on purpose: kept out of the suite's hang log (tests/conftest.py)."""
+    monkeypatch.delenv("MCPO_HANG_LOG", raising=False)
+
+
+def _child(mode: str, seconds: float, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", CHILD, mode, str(seconds)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=None if env is None else {**os.environ, **env})
 
 
 def test_an_idle_process_is_stopped_with_the_message_and_exit_hung():
@@ -40,6 +47,25 @@ def test_an_idle_process_is_stopped_with_the_message_and_exit_hung():
     assert p.returncode == EXIT_HUNG
     assert "HUNG: the message" in err and "finished" not in out
     assert time.monotonic() - t < 20  # well before the 30 s sleep would have ended
+
+
+def test_a_hang_is_also_recorded_with_every_threads_stack_in_the_hang_log(tmp_path):
+    """$MCPO_HANG_LOG (set by the test suite and CI, where stderr can be lost) gets the
+    message and the Python stack of each thread, the stuck one's line included; an
+    unwritable log path does not keep the process from exiting with the message."""
+    log = tmp_path / "hangs.log"
+    for _ in range(2):  # appended
+        p = _child("idle", 30, {"MCPO_HANG_LOG": str(log)})
+        _, err = p.communicate(timeout=25)
+        assert p.returncode == EXIT_HUNG and "HUNG: the message" in err
+    text = log.read_text()
+    assert text.count("HUNG: the message") == 2 and text.count("==== ") == 2
+    # the main thread, stuck in the child's sleep (line 8 of its code), and the watchdog's
+    assert 'File "<string>", line 8 in <module>' in text, text
+    assert "_fire" in text and "_watch" in text
+    p = _child("idle", 30, {"MCPO_HANG_LOG": str(tmp_path)})  # a directory: cannot append
+    _, err = p.communicate(timeout=25)
+    assert p.returncode == EXIT_HUNG and "HUNG: the message" in err
 
 
 def test_a_busy_process_is_not_stopped():

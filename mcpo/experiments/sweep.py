@@ -19,7 +19,7 @@ from mcpo.experiments.progress import Progress, duration
 from mcpo.experiments.spec import Run, Spec
 from mcpo.experiments.sweepdir import SweepDir, check_out, now
 from mcpo.jaxenv.registry import is_jax_backend
-from mcpo.jaxenv.runner import PER_SEED, vmappable
+from mcpo.jaxenv.runner import PER_SEED, shard_bounds, vmappable
 from mcpo.provenance import mcpo_version
 from mcpo.rundir import RESULT, find_checkpoint, is_run_dir, snapshots
 from mcpo.types import CheckpointError, ConfigError
@@ -74,12 +74,18 @@ def job_of(run: Run, spec: Spec, track: dict | None) -> dict:
             "command": run.train_command(), "imports": list(spec.imports), "track": track}
 
 
-def group_seeds(jobs: list[dict], new: set[str]) -> list[dict]:
+def group_seeds(jobs: list[dict], new: set[str], workers: int = 1) -> list[dict]:
     """On a pure-JAX backend the new runs of one setting (configs equal but for seed and run
     directory) become one group job, trained together in one process (vmapped); runs that
     already have a directory (resumable or started) stay single jobs and continue alone.
     W&B tracking keeps every run single (one W&B run per process), as do methods that cannot
-    be vmapped (mcpo.jaxenv.runner.NOT_VMAPPABLE, BACKEND_NOT_VMAPPABLE)."""
+    be vmapped (mcpo.jaxenv.runner.NOT_VMAPPABLE, BACKEND_NOT_VMAPPABLE).
+
+    With fewer jobs than `workers`, groups are cut into consecutive chunks of their seeds
+    (sizes as even as `shard_bounds` makes them, the biggest chunks cut first) until every
+    worker has a job or every chunk is one seed: one setting x 5 seeds on 2 workers runs as
+    3 + 2 seeds in two processes, not 5 in one while the other worker idles (what `mcpo
+    train` does with one CPU device per core, docs/design.md 3.1)."""
     out, groups = [], {}
     for job in jobs:
         cfg = job["config"]
@@ -89,17 +95,35 @@ def group_seeds(jobs: list[dict], new: set[str]) -> list[dict]:
             continue
         key = json.dumps({k: v for k, v in cfg.items() if k not in PER_SEED}, sort_keys=True)
         if key not in groups:
-            groups[key] = {"name": job["name"], "members": [], "command": job["command"],
-                           "imports": job["imports"], "track": None}
-            out.append(groups[key])
-        groups[key]["members"].append(job)
-    for g in groups.values():  # provenance: the train command of the whole group
-        cmd = list(g["command"])
-        if "--seed" in cmd:
-            i = cmd.index("--seed")
-            cmd[i:i + 2] = ["--seeds", ",".join(str(m["config"]["seed"]) for m in g["members"])]
-        g["command"] = cmd
-    return [j["members"][0] if "members" in j and len(j["members"]) == 1 else j for j in out]
+            groups[key] = []
+            out.append(key)
+        groups[key].append(job)
+    chunks = {key: 1 for key in groups}
+    while len(out) - len(groups) + sum(chunks.values()) < workers:
+        # the group whose chunks are biggest, if any has a chunk of 2 seeds or more
+        key = max(chunks, key=lambda k: -(-len(groups[k]) // chunks[k]), default=None)
+        if key is None or chunks[key] >= len(groups[key]):
+            break
+        chunks[key] += 1
+    result = []
+    for job in out:
+        if not isinstance(job, str):
+            result.append(job)
+            continue
+        runs = groups[job]
+        for a, b in shard_bounds(len(runs), chunks[job]):
+            result.append(runs[a] if b - a == 1 else _group_job(runs[a:b]))
+    return result
+
+
+def _group_job(runs: list[dict]) -> dict:
+    """One group job of `runs`; its provenance is the train command of the whole group."""
+    cmd = list(runs[0]["command"])
+    if "--seed" in cmd:
+        i = cmd.index("--seed")
+        cmd[i:i + 2] = ["--seeds", ",".join(str(m["config"]["seed"]) for m in runs)]
+    return {"name": runs[0]["name"], "members": runs, "command": cmd,
+            "imports": runs[0]["imports"], "track": None}
 
 
 def members(job: dict) -> list[dict]:
@@ -165,7 +189,7 @@ def run_sweep(spec: Spec, out: Path | str, *, backend: str = "local",
                 jobs.append(job_of(r, spec, track))
                 if state == "new":
                     new.add(r.name)
-        jobs = group_seeds(jobs, new)
+        jobs = group_seeds(jobs, new, n_workers)
         sd.save()
 
         def on_start(job):
