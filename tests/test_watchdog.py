@@ -10,7 +10,8 @@ import time
 import pytest
 
 from mcpo.types import ConfigError
-from mcpo.watchdog import ENV_RETRIES, ENV_SECONDS, EXIT_HUNG, hang_retries, hang_seconds
+from mcpo.watchdog import (ENV_LOG, ENV_RETRIES, ENV_SECONDS, EXIT_HUNG, hang_retries,
+                           hang_seconds)
 
 # A child that enters the watchdog (limit 1 s, sampled every 0.1 s), then idles or spins.
 CHILD = """
@@ -28,16 +29,18 @@ print("finished", flush=True)
 """
 
 
-@pytest.fixture(autouse=True)
-def _no_suite_hang_log(monkeypatch):
-    """The hangs here are on purpose: kept out of the suite's hang log (tests/conftest.py)."""
-    monkeypatch.delenv("MCPO_HANG_LOG", raising=False)
+def staged(**settings) -> dict:
+    """The environment of a child that hangs on purpose: kept out of the suite's hang log
+    (tests/conftest.py), which is for real hangs (such as one in this process's resumes)."""
+    env = {k: v for k, v in os.environ.items() if k != ENV_LOG}
+    env.update(settings)
+    return env
 
 
 def _child(mode: str, seconds: float, env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-c", CHILD, mode, str(seconds)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=None if env is None else {**os.environ, **env})
+                            env=staged(**(env or {})))
 
 
 def test_an_idle_process_is_stopped_with_the_message_and_exit_hung():
@@ -129,7 +132,7 @@ def test_a_stalled_group_is_stopped_and_resumes(tmp_path):
     from mcpo.cli import main
     from mcpo.logger import read_metrics
 
-    env = dict(os.environ, **{ENV_SECONDS: "1"})
+    env = staged(**{ENV_SECONDS: "1"})
     p = subprocess.run([sys.executable, "-c", GROUP, str(tmp_path)], env=env,
                        capture_output=True, text=True, timeout=300)
     assert p.returncode == EXIT_HUNG, p.stderr[-2000:]
@@ -179,7 +182,7 @@ def test_mcpo_train_starts_a_hung_group_again_by_itself(tmp_path, checkpoint_eve
     from mcpo.logger import read_metrics
 
     argv = _cli_group_argv(tmp_path, checkpoint_every)
-    env = dict(os.environ, **{ENV_SECONDS: "1"})
+    env = staged(**{ENV_SECONDS: "1"})
     env.pop(ENV_RETRIES, None)
     p = subprocess.run([sys.executable, "-c", CLI_GROUP, "own", *argv], env=env,
                        capture_output=True, text=True, timeout=400)
@@ -201,7 +204,7 @@ def test_mcpo_train_stops_with_exit_hung_without_restarts_or_its_own_process(tmp
     for how, retries in (("own", "0"), ("list", "2")):
         # no restarts left; or main() called with a list, as from a caller's process (a test
         # suite, a notebook): that process is never replaced
-        env = dict(os.environ, **{ENV_SECONDS: "1", ENV_RETRIES: retries})
+        env = staged(**{ENV_SECONDS: "1", ENV_RETRIES: retries})
         p = subprocess.run([sys.executable, "-c", CLI_GROUP, how, *argv, "--overwrite"],
                            env=env, capture_output=True, text=True, timeout=300)
         assert p.returncode == EXIT_HUNG, p.stderr[-3000:]
@@ -239,7 +242,7 @@ def test_a_group_that_hangs_while_it_is_built_or_loaded_is_started_again(tmp_pat
                      *argv[argv.index("--total-timesteps") + 2:]]) == 0
         argv = ["train", "--resume", f"{tmp_path}/s1", f"{tmp_path}/s2",
                 "--total-timesteps", "256"]
-    env = dict(os.environ, **{ENV_SECONDS: "1"})
+    env = staged(**{ENV_SECONDS: "1"})
     env.pop(ENV_RETRIES, None)
     p = subprocess.run([sys.executable, "-c", CLI_BUILD, where, *argv], env=env,
                        capture_output=True, text=True, timeout=400)
