@@ -166,6 +166,45 @@ def test_rollout_only_builds_the_preset_network(tmp_path):
         atari.close()
 
 
+def test_sb3_gets_the_threads_ours_computes_with():
+    """auto (the default): one torch thread where our MLP runs compute with one XLA thread,
+    torch's default (one per core) for the Atari CNN; a number pins it, 0 is torch's default."""
+    auto = bench_settings("--env-ids", "Pendulum-v1")
+    assert auto.sb3_threads is None
+    assert (auto.sb3_threads_for("mlp"), auto.sb3_threads_for("nature-cnn")) == (1, None)
+    assert bench_settings("--sb3-threads", "auto").sb3_threads is None
+    pinned = bench_settings("--sb3-threads", "3")
+    assert (pinned.sb3_threads_for("mlp"), pinned.sb3_threads_for("nature-cnn")) == (3, 3)
+    assert bench_settings("--sb3-threads", "0").sb3_threads_for("mlp") is None
+    with pytest.raises(SystemExit):
+        bench_settings("--sb3-threads", "many")
+
+
+def test_sb3_threads_follow_each_env_in_one_process(tmp_path):
+    """torch's thread count is process-wide: an MLP env's SB3 pins one thread, and the Atari
+    env's SB3 built after it in the same bench process gets torch's default back."""
+    pytest.importorskip("stable_baselines3")
+    import torch
+
+    s = bench_settings("--env-ids", "Pendulum-v1", BREAKOUT, *SMALL)
+    mlp = mcpo.bench.sb3.SB3(s, "Pendulum-v1", tmp_path)
+    try:
+        assert mlp.torch_threads == 1 == torch.get_num_threads()
+    finally:
+        mlp.close()
+    cnn = mcpo.bench.sb3.SB3(s, BREAKOUT, tmp_path)
+    try:
+        default = mcpo.bench.sb3._TORCH_DEFAULT_THREADS[0]
+        assert cnn.torch_threads == default == torch.get_num_threads()
+        mlp_again = mcpo.bench.sb3.SB3(s, "Pendulum-v1", tmp_path)
+        mlp_again.close()
+        assert torch.get_num_threads() == 1
+        cnn.iterate(1)  # each turn sets its own threads again
+        assert torch.get_num_threads() == default
+    finally:
+        cnn.close()
+
+
 @pytest.mark.parametrize("env_id, policy, obs_shape, obs_dtype", [
     (BREAKOUT, "ActorCriticCnnPolicy", (4, 84, 84), "uint8"),
     (MINIGRID, "ActorCriticPolicy", (984,), "float32"),

@@ -4,6 +4,7 @@ kill and re-run, a failing run, the sweep lock."""
 import io
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ from mcpo.types import ConfigError
 from mcpo.experiments.progress import Progress
 from mcpo.experiments.sweep import group_seeds, job_of, members
 from mcpo.experiments.sweepdir import SweepDir
-from mcpo.experiments.worker import run_job, worker_env
+from mcpo.experiments.worker import WORKER_CPU_ENV, run_job, worker_cpus, worker_env
 from mcpo.logger import last_metrics_row, read_metrics
 from mcpo.rundir import RunDir
 from mcpo.presets import experiments as experiment_presets
@@ -327,6 +328,47 @@ def test_a_gymnax_sweep_trains_the_seeds_of_a_setting_as_one_group(tmp_path):
     again = subprocess.run(sweep_cmd(spec, out), env=sweep_env(), capture_output=True,
                            text=True, timeout=600)
     assert again.returncode == 0 and "4 skipped" in again.stdout, again.stdout + again.stderr
+    # both invocations ran 2 local workers: pinned one per CPU exactly when there are 2 CPUs
+    # (the metrics above matched the unpinned `mcpo train` all the same)
+    record = json.loads((out / "sweep.json").read_text())
+    assert [inv["pinned_cpus"] for inv in record["invocations"]] == [worker_cpus(2)] * 2
+
+
+def test_workers_are_pinned_one_per_cpu_only_when_they_fill_the_cpus():
+    """As many workers as usable CPUs: worker i on CPU i; more or fewer: not pinned. A worker
+    process pins itself to the CPU it is given before JAX starts (its XLA pool then has one
+    thread); a CPU it may not use leaves it unpinned rather than failing."""
+    cpus = sorted(os.sched_getaffinity(0))
+    n = len(cpus)
+    assert worker_cpus(n) == (cpus if n > 1 else None)
+    assert worker_cpus(n + 1) is None and worker_cpus(1) is None
+    if n > 2:
+        assert worker_cpus(n - 1) is None
+    code = ("import json, os; from mcpo.experiments.worker import pin_to_worker_cpu; "
+            "pin_to_worker_cpu(); import jax; jax.numpy.zeros(1).block_until_ready(); "
+            "print(json.dumps(sorted(os.sched_getaffinity(0))))")
+    for cpu, expect in ((cpus[-1], [cpus[-1]]), (10**6, cpus), ("x", cpus)):
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           env={**os.environ, WORKER_CPU_ENV: str(cpu)}, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout.splitlines()[-1]) == expect
+
+
+def test_no_pin_keeps_the_local_workers_unpinned(tmp_path):
+    """One worker per CPU is pinned (recorded in sweep.json); `--no-pin` leaves it unpinned."""
+    spec = tmp_path / "one.yaml"
+    spec.write_text("name: one\nseeds: [1]\nflags: {total_timesteps: 256, num_steps: 128, "
+                    "num_minibatches: 2, update_epochs: 1, eval_episodes: 0, "
+                    "tensorboard: false}\nenvs: {Pendulum-v1: {}}\nmethods: {PPO: {algo: ppo}}\n")
+    n = len(os.sched_getaffinity(0))
+    for flags, pinned in (((), worker_cpus(n)), (("--no-pin",), None)):
+        out = tmp_path / f"o{len(flags)}"
+        cmd = [sys.executable, "-m", "mcpo", "sweep", str(spec), "--out", str(out),
+               "--workers", str(n), *flags]
+        r = subprocess.run(cmd, env=sweep_env(), capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stderr
+        record = json.loads((out / "sweep.json").read_text())
+        assert record["invocations"][0]["pinned_cpus"] == pinned
 
 
 @pytest.mark.slow

@@ -30,9 +30,12 @@ noisy, so the method is:
 
 Our iterations are timed around the trainer's `_iterate` (wall clock: logging, NaN checks and
 checkpoints count), the rollout/update split is the trainer's own (metrics.csv columns).
-SB3's iterations are timed from a callback, rollout start to the end of `train()`. By default
-SB3 runs with one torch thread (`--sb3-threads`): on a 2-core machine that is its fastest
-setting, so ratios against it are conservative (benchmarks/RESULTS.md has the measurement).
+SB3's iterations are timed from a callback, rollout start to the end of `train()`. SB3 gets
+the torch threads our run computes with (`--sb3-threads auto`, the default): one for MLP
+networks, where one thread is as fast as two for either library (so pinning costs SB3
+nothing), and torch's default (one per core) for the Atari CNN, whose convolutions do use
+both cores: pinned to one thread SB3 ran Breakout at 203 steps/s instead of 315, which made
+our ratio there 1.5x too flattering (benchmarks/RESULTS.md §1.0, 2026-12-06).
 """
 
 from mcpo.bench.report import format_report

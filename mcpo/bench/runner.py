@@ -109,9 +109,12 @@ def run(s: Settings, *, log=None) -> BenchResult:
         shutil.rmtree(workdir, ignore_errors=True)
         res.seconds = time.perf_counter() - t_start
         res.machine["loadavg_end"] = _loadavg()
-    if s.sb3_threads and any(b.system == "sb3-ppo" for b in res.builds):
-        notes.append(f"SB3 ran with torch.set_num_threads({s.sb3_threads}) "
-                     f"(--sb3-threads; 0 keeps torch's default).")
+    sb3_envs = [b.env_id for b in res.builds if b.system == "sb3-ppo"]
+    if sb3_envs:
+        threads = ", ".join(f"{e} {s.sb3_threads_for(res.envs[e].network) or 'default'}"
+                            for e in sb3_envs)
+        notes.append(f"SB3's torch threads ('default': torch's, one per core): {threads} "
+                     f"(--sb3-threads {'auto' if s.sb3_threads is None else s.sb3_threads}).")
     return res
 
 
@@ -149,6 +152,10 @@ def _bench_env(s: Settings, env_id: str, systems: list[str], workdir: Path, res:
     finally:
         for system in built.values():
             system.close()
+
+
+def _threads(s: str) -> int | None:
+    return None if s.strip().lower() == "auto" else _int(s)
 
 
 def _int(s: str) -> int:
@@ -213,9 +220,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    "(default) or envpool's (pip install 'mcpo[envpool]'); SB3 always steps "
                    "Gymnasium's")
     p.add_argument("--seed", type=_INT, default=1, help="seed (default: 1)")
-    p.add_argument("--sb3-threads", type=_INT, default=1,
+    p.add_argument("--sb3-threads", type=_threads, default=None, metavar="N|auto",
                    help="torch threads for SB3; 0 keeps torch's default, one per core "
-                   "(default: 1, SB3's fastest on 2 cores)")
+                   "(default: auto, the threads ours computes with: 1 for MLP networks, "
+                   "every core for the Atari CNN)")
     p.add_argument("--compile-cache", action="store_true",
                    help="let our trainers use the persistent XLA compile cache (default: "
                    "compile cold, so the first-iteration figures are a first run's)")

@@ -38,7 +38,7 @@ import numpy as np
 
 from mcpo.bench.settings import Settings
 from mcpo.config import TrainConfig
-from mcpo.envs import env_family, make_env
+from mcpo.envs import env_family, make_env, network_kind
 from mcpo.networks import make_policy
 from mcpo.types import ConfigError
 
@@ -49,17 +49,20 @@ class SB3:
     """stable-baselines3 PPO; one `learn` call per turn, continuing the same run."""
 
     def __init__(self, s: "Settings", env_id: str, workdir: Path):
-        import torch
-
-        if s.sb3_threads:
-            torch.set_num_threads(s.sb3_threads)
+        env = make_env(env_id)
+        try:
+            network = network_kind(env_id, env.observation_space)
+        finally:
+            env.close()
+        self.threads = s.sb3_threads_for(network)
+        self.torch_threads = _set_torch_threads(self.threads)
         cfg = s.train_config("ppo", env_id)
         self.steps_per_iteration = cfg.batch_size
         self.model = make_sb3_ppo(cfg)
         self.fresh = True
-        self.torch_threads = torch.get_num_threads()
 
     def iterate(self, n: int) -> list[tuple[float, float, float]]:
+        _set_torch_threads(self.threads)  # process-wide: another env's SB3 may have set it
         timer = _sb3_timer()
         self.model.learn(total_timesteps=n * self.steps_per_iteration, callback=timer,
                          reset_num_timesteps=self.fresh)
@@ -71,6 +74,21 @@ class SB3:
 
     def close(self) -> None:
         self.model.get_env().close()
+
+
+_TORCH_DEFAULT_THREADS: list[int] = []  # torch's own choice, read before we first change it
+
+
+def _set_torch_threads(n: int | None) -> int:
+    """Set torch's intra-op threads to `n` (None: torch's default); returns the count."""
+    import torch
+
+    if not _TORCH_DEFAULT_THREADS:
+        _TORCH_DEFAULT_THREADS.append(torch.get_num_threads())
+    want = n or _TORCH_DEFAULT_THREADS[0]
+    if torch.get_num_threads() != want:
+        torch.set_num_threads(want)
+    return want
 
 
 def sb3_unavailable() -> str | None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
+from mcpo import xla_threads
 from mcpo.algos.common import MAX_OPTIMIZER_STEPS
 from mcpo.config import MAX_BATCH, TrainConfig
 from mcpo.envs import ENVPOOL, env_family
@@ -93,10 +94,22 @@ class Settings:
     memory_size: int = param(10, "MCPO's N", low=1, high=1024)
     seed: int = param(1, "seed", low=0, high=SEED_MAX)
     systems: tuple[str, ...] = SYSTEMS
-    sb3_threads: int = param(1, "torch threads for SB3 (0: torch's default)", low=0,
-                             high=1024)
+    # None: auto (`sb3_threads_for`)
+    sb3_threads: int | None = param(None, "torch threads for SB3 (0: torch's default; None: "
+                                    "auto, as many as ours computes with)", low=0, high=1024)
     compile_cache: bool = False
     backend: str = "gymnasium"  # whose vector env ours step (SB3 always steps Gymnasium's)
+
+    def sb3_threads_for(self, network: str) -> int | None:
+        """torch threads for SB3 on an env whose network (ours) is `network`; None: torch's
+        default (one per core). `--sb3-threads N` pins N (0: torch's default); auto gives SB3
+        the threads `mcpo train` gives ours (`mcpo.xla_threads.requested`): one for MLPs, where
+        one thread is as fast as two for either library, and every core for the Atari CNN,
+        whose convolutions do use them (torch: 216 -> 132 ms per fwd+bwd of a 256-frame
+        minibatch here; SB3 on Breakout 203 -> 315 steps/s: benchmarks/RESULTS.md §1.0)."""
+        if self.sb3_threads is None:
+            return xla_threads.requested(network)
+        return self.sb3_threads or None
 
     @property
     def run_iterations(self) -> int:

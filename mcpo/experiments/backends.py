@@ -32,7 +32,8 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 from typing import Callable
 
-from mcpo.experiments.worker import run_job, thread_env_vars, worker_env
+from mcpo.experiments.worker import (WORKER_CPU_ENV, run_job, thread_env_vars, worker_cpus,
+                                     worker_env)
 from mcpo.types import ConfigError
 from mcpo.watchdog import EXIT_HUNG
 from mcpo.xla_threads import usable_cores
@@ -58,12 +59,16 @@ def _log_tail(path: Path, lines: int = 25) -> str:
 class _Worker:
     """One local worker process and the job it is running (None when idle)."""
 
-    def __init__(self, err_log: Path):
+    def __init__(self, err_log: Path, cpu: int | None = None):
+        """`cpu`: the CPU the worker process is pinned to (None: not pinned)."""
         self.err_log = err_log
         self.err = open(err_log, "ab")
+        env = worker_env()
+        if cpu is not None:
+            env[WORKER_CPU_ENV] = str(cpu)
         self.proc = subprocess.Popen([sys.executable, "-m", "mcpo.experiments"],
                                      stdin=subprocess.PIPE, stdout=self.err,
-                                     stderr=subprocess.STDOUT, env=worker_env())
+                                     stderr=subprocess.STDOUT, env=env)
         self.job = None
         self.tries = 0
 
@@ -141,17 +146,20 @@ class LocalPool:
     """`workers` long-lived worker processes (python -m mcpo.experiments, spawned fresh: no
     JAX state is inherited), each running its runs one after another, so JAX and compiled
     programs load once per worker (as Ray's workers do). A worker that dies fails its run
-    only and is replaced."""
+    only and is replaced. `pin`: with one worker per usable CPU, worker i runs on CPU i only
+    (`worker.worker_cpus`; its replacement too)."""
     name = "local"
 
-    def __init__(self, workers: int, log_path: Callable[[str], Path]):
+    def __init__(self, workers: int, log_path: Callable[[str], Path], pin: bool = True):
         self.workers = workers
         self.log_path = log_path
+        self.cpus = worker_cpus(workers) if pin else None
 
     def run(self, jobs: list[dict], on_start: OnStart, on_done: OnDone, tick: Tick) -> None:
         pending = collections.deque((job, 0, 0.0) for job in jobs)  # (job, retries, when)
         err_log = self.log_path("workers")
-        slots = [_Worker(err_log) for _ in range(min(self.workers, len(jobs)))]
+        cpu = (lambda i: None) if self.cpus is None else self.cpus.__getitem__  # noqa: E731
+        slots = [_Worker(err_log, cpu(i)) for i in range(min(self.workers, len(jobs)))]
         try:
             while pending or any(w.job for w in slots):
                 for i, w in enumerate(slots):
@@ -163,7 +171,7 @@ class LocalPool:
                         continue
                     if not w.alive:
                         w.close()
-                        slots[i] = w = _Worker(err_log)
+                        slots[i] = w = _Worker(err_log, cpu(i))
                     w.give(job, tries, self.log_path(job["name"]))
                     if tries == 0:
                         on_start(job)

@@ -65,6 +65,10 @@ def add_parser(sub, int_type, float_type) -> argparse.ArgumentParser:
     s.add_argument("--workers", type=int_type, metavar="N",
                    help=f"runs at a time (default: the usable cores, {usable_cores()} here; "
                    "with --address, the cluster's CPUs)")
+    s.add_argument("--no-pin", dest="pin", action="store_false",
+                   help="local backend: do not pin the workers to CPUs (by default, with one "
+                   "worker per usable CPU, worker i runs on CPU i: ~1.3x faster for "
+                   "pure-JAX groups on 2 cores, same numbers)")
     s.add_argument("--address", metavar="ADDR",
                    help="with --backend ray: join this Ray cluster ('auto' finds a local one)"
                    "; default: start a local cluster for the sweep")
@@ -143,7 +147,7 @@ def run(ns: argparse.Namespace, argv: list[str]) -> int:
     try:
         summary = run_sweep(spec, out, backend=ns.backend, workers=ns.workers,
                             address=ns.address, track=track, command=["mcpo", *argv],
-                            scale=ns.scale)
+                            scale=ns.scale, pin=ns.pin)
     except SweepInterrupted as e:
         print(f"interrupted: {e.summary.line()}\nRe-run the same command to continue.",
               file=sys.stderr)

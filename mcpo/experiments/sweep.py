@@ -130,7 +130,8 @@ def members(job: dict) -> list[dict]:
     return job.get("members") or [job]
 
 
-def make_backend(backend: str, workers: int | None, address: str | None, log_path):
+def make_backend(backend: str, workers: int | None, address: str | None, log_path,
+                 pin: bool = True):
     if backend not in BACKENDS:
         raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}; got {backend!r}.")
     if workers is not None and not 1 <= workers <= 4096:
@@ -138,7 +139,7 @@ def make_backend(backend: str, workers: int | None, address: str | None, log_pat
     if backend == "local":
         if address:
             raise ConfigError("--address is for --backend ray (the cluster to join).")
-        return LocalPool(workers or usable_cores(), log_path)
+        return LocalPool(workers or usable_cores(), log_path, pin)
     RayPool.check_available()
     return RayPool(workers, address, log_path)
 
@@ -146,10 +147,11 @@ def make_backend(backend: str, workers: int | None, address: str | None, log_pat
 def run_sweep(spec: Spec, out: Path | str, *, backend: str = "local",
               workers: int | None = None, address: str | None = None,
               track: dict | None = None, command: list[str] | None = None,
-              scale: float = 1.0, stream=None) -> SweepSummary:
+              scale: float = 1.0, stream=None, pin: bool = True) -> SweepSummary:
     """Run every run of `spec` (parsed with the same `out`) into the sweep directory `out`.
     Bad input raises ConfigError before anything is written; a second sweep on the same
-    directory raises RunDirBusy. Failed runs are recorded and counted, never raised."""
+    directory raises RunDirBusy. Failed runs are recorded and counted, never raised. `pin`:
+    the local pool pins one worker per CPU when there are as many workers as CPUs."""
     out = Path(out)
     stream = stream if stream is not None else sys.stderr
     check_out(out)
@@ -159,12 +161,13 @@ def run_sweep(spec: Spec, out: Path | str, *, backend: str = "local",
                               f"({Path(run.config.run_dir).parent}); parse the spec with "
                               f"out={out}.")
     with SweepDir(out) as sd:
-        pool = make_backend(backend, workers, address, sd.log_path)
+        pool = make_backend(backend, workers, address, sd.log_path, pin)
         n_workers = getattr(pool, "workers", None) or usable_cores()
         summary = SweepSummary(spec.name, str(out), len(spec.runs), backend=backend,
                                workers=n_workers)
         inv = {"started": now(), "command": command or sys.argv, "source": spec.source,
                "name": spec.name, "scale": scale, "backend": backend, "workers": n_workers,
+               "pinned_cpus": getattr(pool, "cpus", None),
                "address": address, "host": socket.gethostname(),
                "machine": f"{platform.platform()}, {usable_cores()} usable cores",
                "python": platform.python_version(), "mcpo_version": mcpo_version(),
