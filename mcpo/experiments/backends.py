@@ -64,6 +64,7 @@ class _Worker:
         self.err_log = err_log
         self.err = open(err_log, "ab")
         env = worker_env()
+        env.pop(WORKER_CPU_ENV, None)  # not inherited: only the pool pins its workers
         if cpu is not None:
             env[WORKER_CPU_ENV] = str(cpu)
         self.proc = subprocess.Popen([sys.executable, "-m", "mcpo.experiments"],
@@ -155,11 +156,13 @@ class LocalPool:
         self.log_path = log_path
         self.cpus = worker_cpus(workers) if pin else None
 
+    def _cpu(self, slot: int) -> int | None:
+        return None if self.cpus is None else self.cpus[slot]
+
     def run(self, jobs: list[dict], on_start: OnStart, on_done: OnDone, tick: Tick) -> None:
         pending = collections.deque((job, 0, 0.0) for job in jobs)  # (job, retries, when)
         err_log = self.log_path("workers")
-        cpu = (lambda i: None) if self.cpus is None else self.cpus.__getitem__  # noqa: E731
-        slots = [_Worker(err_log, cpu(i)) for i in range(min(self.workers, len(jobs)))]
+        slots = [_Worker(err_log, self._cpu(i)) for i in range(min(self.workers, len(jobs)))]
         try:
             while pending or any(w.job for w in slots):
                 for i, w in enumerate(slots):
@@ -171,7 +174,7 @@ class LocalPool:
                         continue
                     if not w.alive:
                         w.close()
-                        slots[i] = w = _Worker(err_log, cpu(i))
+                        slots[i] = w = _Worker(err_log, self._cpu(i))
                     w.give(job, tries, self.log_path(job["name"]))
                     if tries == 0:
                         on_start(job)
