@@ -67,8 +67,8 @@ def add_parser(sub, int_type, float_type) -> argparse.ArgumentParser:
                    "with --address, the cluster's CPUs)")
     s.add_argument("--no-pin", dest="pin", action="store_false",
                    help="local backend: do not pin the workers to CPUs (by default, with one "
-                   "worker per usable CPU, worker i runs on CPU i: ~1.3x faster for "
-                   "pure-JAX groups on 2 cores, same numbers)")
+                   "worker per usable CPU, worker i runs on CPU i: ~1.3x faster runs on 2 cores, "
+                   "same numbers)")
     s.add_argument("--address", metavar="ADDR",
                    help="with --backend ray: join this Ray cluster ('auto' finds a local one)"
                    "; default: start a local cluster for the sweep")
