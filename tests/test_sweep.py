@@ -369,6 +369,10 @@ def test_no_pin_keeps_the_local_workers_unpinned(tmp_path):
         assert r.returncode == 0, r.stderr
         record = json.loads((out / "sweep.json").read_text())
         assert record["invocations"][0]["pinned_cpus"] == pinned
+    # Ray places its own workers: --no-pin there is refused before anything is written
+    out = tmp_path / "ray"
+    assert main(["sweep", str(spec), "--out", str(out), "--backend", "ray", "--no-pin"]) == 2
+    assert not out.exists()
 
 
 @pytest.mark.slow

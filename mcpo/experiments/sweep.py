@@ -130,17 +130,26 @@ def members(job: dict) -> list[dict]:
     return job.get("members") or [job]
 
 
-def make_backend(backend: str, workers: int | None, address: str | None, log_path,
-                 pin: bool = True):
+def check_backend(backend: str, workers: int | None, address: str | None,
+                  pin: bool = True) -> None:
+    """ConfigError for backend settings that do not go together (before anything is written)."""
     if backend not in BACKENDS:
         raise ConfigError(f"--backend must be one of {', '.join(BACKENDS)}; got {backend!r}.")
     if workers is not None and not 1 <= workers <= 4096:
         raise ConfigError(f"--workers must be from 1 to 4096; got {workers}.")
+    if backend == "local" and address:
+        raise ConfigError("--address is for --backend ray (the cluster to join).")
+    if backend == "ray":
+        if not pin:
+            raise ConfigError("--no-pin is for --backend local (Ray places its own workers).")
+        RayPool.check_available()
+
+
+def make_backend(backend: str, workers: int | None, address: str | None, log_path,
+                 pin: bool = True):
+    check_backend(backend, workers, address, pin)
     if backend == "local":
-        if address:
-            raise ConfigError("--address is for --backend ray (the cluster to join).")
         return LocalPool(workers or usable_cores(), log_path, pin)
-    RayPool.check_available()
     return RayPool(workers, address, log_path)
 
 
@@ -154,6 +163,7 @@ def run_sweep(spec: Spec, out: Path | str, *, backend: str = "local",
     the local pool pins one worker per CPU when there are as many workers as CPUs."""
     out = Path(out)
     stream = stream if stream is not None else sys.stderr
+    check_backend(backend, workers, address, pin)
     check_out(out)
     for run in spec.runs:
         if Path(run.config.run_dir).parent.resolve() != out.resolve():
