@@ -219,6 +219,16 @@ def network_kind(env_id: str, obs_space) -> str:
     return "mlp"
 
 
+def env_network_kind(env_id: str) -> str:
+    """`network_kind` of `env_id`, read from the observation space of one env made and closed
+    here (ConfigError when it cannot be made: a missing optional dependency)."""
+    env = make_env(env_id)
+    try:
+        return network_kind(env_id, env.observation_space)
+    finally:
+        env.close()
+
+
 # ---------------------------------------------------------------------------------------------
 # Family wrappers
 # ---------------------------------------------------------------------------------------------

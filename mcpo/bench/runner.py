@@ -22,7 +22,7 @@ from mcpo.bench.settings import DEFAULT_ENVS, FULL, HOST_BACKENDS, QUICK, SYSTEM
     Settings
 from mcpo.bench.systems import BUILD
 from mcpo.config import TrainConfig
-from mcpo.envs import check_env_id, make_env, network_kind
+from mcpo.envs import check_env_id, env_network_kind
 from mcpo.presets import PRESETS
 from mcpo.trainer import prepare_jax
 from mcpo.types import EXIT_BAD_INPUT, ConfigError, parse_int
@@ -31,11 +31,7 @@ def probe_env(s: Settings, env_id: str) -> EnvSetting:
     """`env_id`'s setting, after making the env once (its observation space gives the network
     kind). ConfigError when it cannot be made here (a missing optional dependency) or on
     `s.backend` (an id the backend lacks)."""
-    env = make_env(env_id)
-    try:
-        kind = network_kind(env_id, env.observation_space)
-    finally:
-        env.close()
+    kind = env_network_kind(env_id)
     check_env_id(env_id, s.backend)
     return s.env_setting(env_id, kind)
 

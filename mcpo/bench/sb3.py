@@ -38,7 +38,7 @@ import numpy as np
 
 from mcpo.bench.settings import Settings
 from mcpo.config import TrainConfig
-from mcpo.envs import env_family, make_env, network_kind
+from mcpo.envs import env_family, env_network_kind, make_env
 from mcpo.networks import make_policy
 from mcpo.types import ConfigError
 
@@ -49,12 +49,7 @@ class SB3:
     """stable-baselines3 PPO; one `learn` call per turn, continuing the same run."""
 
     def __init__(self, s: "Settings", env_id: str, workdir: Path):
-        env = make_env(env_id)
-        try:
-            network = network_kind(env_id, env.observation_space)
-        finally:
-            env.close()
-        self.threads = s.sb3_threads_for(network)
+        self.threads = s.sb3_threads_for(env_network_kind(env_id))
         self.torch_threads = _set_torch_threads(self.threads)
         cfg = s.train_config("ppo", env_id)
         self.steps_per_iteration = cfg.batch_size

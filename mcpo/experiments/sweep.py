@@ -147,7 +147,7 @@ def check_backend(backend: str, workers: int | None, address: str | None,
 
 def make_backend(backend: str, workers: int | None, address: str | None, log_path,
                  pin: bool = True):
-    check_backend(backend, workers, address, pin)
+    """The pool for settings `check_backend` has accepted."""
     if backend == "local":
         return LocalPool(workers or usable_cores(), log_path, pin)
     return RayPool(workers, address, log_path)

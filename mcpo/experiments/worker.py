@@ -66,8 +66,9 @@ def worker_cpus(workers: int) -> list[int] | None:
     may use (the default `--workers`), else None: not pinned. Pinned, each one-thread worker
     keeps its core: MCPO's 5 gymnax Pendulum seeds x 1M as groups of 3 + 2 over two workers
     took 156 s instead of 175 s (steady: 8.0k and 11.7k steps/s per seed instead of 6.3k and
-    9.0k), with identical metrics (benchmarks/RESULTS.md §5.5). Fewer workers than CPUs stay unpinned, so two such sweeps on one machine cannot end
-    up on the same cores while others idle."""
+    9.0k), with identical metrics (benchmarks/RESULTS.md §5.5). Fewer workers than CPUs stay
+    unpinned, so two such sweeps on one machine cannot end up on the same cores while others
+    idle."""
     try:
         cpus = sorted(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - not Linux
