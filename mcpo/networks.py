@@ -9,9 +9,10 @@ NumPy forward of a 64x64 MLP ~15 us; see benchmarks/RESULTS.md).
 Every policy has the same interface, used by the rollout and every algorithm:
 `init(key) -> {"actor", "critic"}`, `dist_params(params["actor"], obs)`,
 `value(params, obs)` (the whole params: a shared trunk lives in the actor),
-`dist_and_value(params, obs)` (both from one forward: what the losses use), and the host-side
-sampling methods (`host_params`, `sample_noise`, `perturbation_np`, `sample_perturbed_np`,
-`sample_np`, `mode_np`). "The policy" -- what MCPO's memory stores and mixes, what TRPO's
+`dist_and_value(params, obs)` (both from one forward: what the losses use),
+`forward_only(fn, obs)` (how a pass that is never differentiated runs over a whole batch), and
+the host-side sampling methods (`host_params`, `sample_noise`, `perturbation_np`,
+`sample_perturbed_np`, `sample_np`, `mode_np`). "The policy" -- what MCPO's memory stores and mixes, what TRPO's
 natural gradient moves -- is always `params["actor"]`.
 
 * `MLPActorCritic`: separate actor and critic MLPs (64-64 tanh) for vector observations, with
@@ -167,6 +168,11 @@ class MLPActorCritic:
         """V(s); takes the whole params (a shared trunk would be in the actor)."""
         return mlp(params["critic"]["mlp"], self.encode(obs, xp), xp)[..., 0]
 
+    def forward_only(self, fn, obs):
+        """fn(obs) for a pass that is never differentiated (NatureCNNActorCritic chunks it;
+        a 64x64 MLP gains nothing from that)."""
+        return fn(obs)
+
     def dist_and_value(self, params, obs):
         """(dist_params, V) on the same states: what a loss needs from one forward. Its
         layers are `dense` (faster gradients; reverse mode only: no jvp/linearize of it)."""
@@ -268,6 +274,26 @@ def conv2d_valid(x, w, stride: int):
     return (patches @ w.reshape(k * k * c, o)).reshape(x.shape[0], h_out, w_out, o)
 
 
+# Frames per chunk of a forward-only pass (NatureCNNActorCritic.forward_only). Measured on
+# 1,024 frames, dist_and_value: whole 473 ms; chunks of 256, 128, 64, 32, 16: 328, 274, 228,
+# 209, 196 ms. 32 keeps a rollout's worth of frames to a few dozen chunks.
+FORWARD_CHUNK = 32
+
+
+def map_in_chunks(fn, x, chunk: int):
+    """fn over the leading axis of x, `chunk` rows at a time (lax.map), outputs concatenated
+    along that axis: fn(x) row for row, as long as fn treats rows independently. A last,
+    partial chunk is padded (with copies of the last row) to a whole one and cut back: a
+    matmul of one row takes another kernel, whose sums differ in the last bit."""
+    b = x.shape[0]
+    if b <= chunk:
+        return fn(x)
+    n = -(-b // chunk)
+    pad = jnp.concatenate([x, jnp.repeat(x[-1:], n * chunk - b, axis=0)]) if n * chunk > b else x
+    out = jax.lax.map(fn, pad.reshape((n, chunk) + x.shape[1:]))
+    return jax.tree.map(lambda y: y.reshape((n * chunk,) + y.shape[2:])[:b], out)
+
+
 def nature_trunk(trunk, obs):
     """(..., C, H, W) uint8 frames -> (..., 512) features; scaled to [0, 1] here, so the
     rollout buffers stay uint8."""
@@ -326,6 +352,18 @@ class NatureCNNActorCritic:
         """`layer`: accepted for MLPActorCritic's signature and unused (the trunk's convolutions
         and the heads keep their own matmuls)."""
         return self._head(actor, nature_trunk(actor["trunk"], obs))
+
+    def forward_only(self, fn, obs):
+        """fn(obs) for a pass that is never differentiated (theta_old on the rollout, the
+        diagnostics after the epochs, MCPO's write test), over any leading axes of frames, in
+        chunks of FORWARD_CHUNK frames (`map_in_chunks`): the same numbers bit for bit when
+        the frames fill whole chunks (tests/test_families.py; else equal up to float rounding),
+        ~2x faster on 256 or 1,024 frames, whose im2col patches
+        (1,024 x 20 x 20 x 256 floats: 420 MB) no cache holds (benchmarks/RESULTS.md §1.0).
+        The losses keep the whole minibatch: under grad, chunks were no faster."""
+        lead = obs.shape[:-3]
+        out = map_in_chunks(fn, obs.reshape((-1,) + obs.shape[-3:]), FORWARD_CHUNK)
+        return jax.tree.map(lambda y: y.reshape(lead + y.shape[1:]), out)
 
     def _value_head(self, critic, features):
         return (features @ critic["v"]["w"] + critic["v"]["b"])[..., 0]

@@ -116,12 +116,13 @@ def prepare_batch(policy, params, ro: Rollout, gamma: float, lam: float) -> Batc
     """Rollout arrays + params -> Batch (theta_old evaluated on all states at once). Pure; the
     Gymnasium path jits it alone (`make_prepare_batch`), the JAX backends inside their loop."""
     T, E = ro.rewards.shape
-    dist, values = policy.dist_and_value(params, ro.obs)
+    dist, values = policy.forward_only(lambda o: policy.dist_and_value(params, o), ro.obs)
     v_last = policy.value(params, ro.last_obs)
     dones = jnp.logical_or(ro.terminated, ro.truncated)
     v_next = jnp.concatenate([values[1:], v_last[None]], axis=0)
     if ro.final_obs is not None:  # None: no truncation in this rollout (see make_prepare_batch)
-        v_next = jnp.where(dones, policy.value(params, ro.final_obs), v_next)
+        v_final = policy.forward_only(lambda o: policy.value(params, o), ro.final_obs)
+        v_next = jnp.where(dones, v_final, v_next)
     adv, ret = gae(ro.rewards, values, v_next, ro.terminated, dones, gamma, lam)
     logp = policy.dist.log_prob(dist, ro.actions)
     flat = lambda x: x.reshape((T * E,) + x.shape[2:])  # noqa: E731

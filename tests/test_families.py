@@ -8,6 +8,7 @@ import sys
 
 import gymnasium as gym
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -17,7 +18,8 @@ from mcpo.checkpoint import load_checkpoint
 from mcpo.cli import main
 from mcpo.envs import env_seeds, make_env, make_vec_env, network_kind, pack_minigrid_obs
 from mcpo.logger import read_metrics
-from mcpo.networks import MiniGridOneHot, NatureCNNActorCritic, make_policy
+from mcpo.networks import (FORWARD_CHUNK, MiniGridOneHot, NatureCNNActorCritic, make_policy,
+                           map_in_chunks)
 from mcpo.rollout import Collector
 from mcpo.scores import ATARI_RANDOM_HUMAN, atari_game, human_normalized
 
@@ -263,6 +265,34 @@ def test_dist_and_value_is_one_forward_of_both_heads(kind):
         g_v = jax.grad(lambda p: policy.dist_and_value(p, obs)[1].sum())(params)
         for g in (g_pi, g_v):
             assert float(np.abs(g["actor"]["trunk"]["conv"][0]["w"]).sum()) > 0
+
+@pytest.mark.parametrize("lead,exact", [((2 * FORWARD_CHUNK,), True), ((4, 16), True),
+                                        ((3,), True), ((FORWARD_CHUNK + 7,), False),
+                                        ((5, 13), False)])
+def test_cnn_forward_only_in_chunks_gives_the_same_numbers(lead, exact):
+    """A forward-only pass over a batch of frames (theta_old on the rollout, the diagnostics)
+    runs in chunks of FORWARD_CHUNK frames, for any leading axes: the same floats as one pass
+    over the whole batch when the frames fill whole chunks (Atari's 8 x 128 rollouts, 256-frame
+    minibatches) or fewer than one; with a partial last chunk, equal up to float rounding (a
+    matmul's partial row tile takes another kernel)."""
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    policy = make_policy(space, gym.spaces.Discrete(4), kind="nature-cnn")
+    params = policy.init(jax.random.PRNGKey(3))
+    obs = np.random.default_rng(4).integers(0, 256, lead + (4, 84, 84), dtype=np.uint8)
+    whole = jax.jit(policy.dist_and_value)(params, obs)
+    chunked = jax.jit(lambda p, o: policy.forward_only(
+        lambda x: policy.dist_and_value(p, x), o))(params, obs)
+    for a, b in zip(chunked, whole):
+        assert a.shape == b.shape == lead + b.shape[len(lead):]
+        if exact:
+            np.testing.assert_array_equal(a, b)
+        else:
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    calls = []
+    mapped = map_in_chunks(lambda x: calls.append(x.shape) or x * 2, jnp.arange(70.0), 32)
+    np.testing.assert_array_equal(mapped, jnp.arange(70.0) * 2)
+    assert calls == [(32,)]  # lax.map traces the chunk once; the last one is padded
+
 
 
 # ---------------------------------------------------------------------------------------------

@@ -54,6 +54,9 @@ class ObsValuePolicy:
     def dist_and_value(self, params, obs):
         return self.dist_params(params["actor"], obs), self.value(params, obs)
 
+    def forward_only(self, fn, obs):
+        return fn(obs)
+
 
 def _rollout(terminated, truncated):
     T = 3

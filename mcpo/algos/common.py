@@ -214,7 +214,7 @@ def explained_variance(values, returns):
 
 def batch_diagnostics(policy, params, batch: Batch) -> dict:
     """After the update, on the whole batch: D(theta_old, theta) and explained variance."""
-    dist = policy.dist_params(params["actor"], batch.obs)
+    dist = policy.forward_only(lambda o: policy.dist_params(params["actor"], o), batch.obs)
     return {"kl_old_new": jnp.mean(policy.dist.kl(batch.dist, dist)),
             "explained_variance": explained_variance(batch.values, batch.returns)}
 

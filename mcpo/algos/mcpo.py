@@ -427,7 +427,7 @@ def make_update(cfg, policy, batched: bool = False):
             # Eq. 2: diversity-promoting writing of the new theta, then psi_old <- psi
             n_updates = n_updates + 1
             actor = th.unravel(theta)["actor"]
-            d_new = policy.dist_params(actor, mb.obs)
+            d_new = policy.forward_only(lambda o: policy.dist_params(actor, o), mb.obs)
             d_new_psi = jnp.mean(policy.dist.kl(d_new, aux["d_psi"]))
             write = should_write(mc, d_new_psi, aux["d_old_psi"], n_updates)
             memory = algo.memory  # the diagnostics below read the memory psi was mixed from
@@ -435,8 +435,8 @@ def make_update(cfg, policy, batched: bool = False):
                                      psi_old=aux["psi"], ctx_norm=aux["ctx_norm"])
             if slots is not None:  # the written slot's outputs on the whole batch
                 slots = jax.lax.cond(
-                    write, lambda c: c.at[memory.ptr].set(
-                        slot_rows(policy, policy.dist_params(actor, batch.obs), batch)),
+                    write, lambda c: c.at[memory.ptr].set(slot_rows(policy, policy.forward_only(
+                        lambda o: policy.dist_params(actor, o), batch.obs), batch)),
                     lambda c: c, slots)
             info = {k: aux[k] for k in ("theta_loss", "phi_loss", "alpha", "d_old_theta",
                                         "d_old_psi", "policy_loss", "value_loss", "entropy",
@@ -455,8 +455,8 @@ def make_update(cfg, policy, batched: bool = False):
         writes_before = state.algo.memory.writes
         # phi and its optimizer state travel in the carry, not in algo (stale there until the end)
         algo = state.algo._replace(attn=(), attn_opt_state=())
-        slots = (jax.vmap(lambda d: slot_rows(policy, d, batch))(
-            M.stacked_dist_params(policy, algo.memory.params, batch.obs)) if cache
+        slots = (jax.vmap(lambda p: slot_rows(policy, policy.forward_only(
+            lambda o: policy.dist_params(p, o), batch.obs), batch))(algo.memory.params) if cache
             else None)                                                    # (N, B, P + 2)
         # each minibatch's rows, to gather `slots` (None, an empty pytree, without the cache)
         rows = jnp.arange(batch.obs.shape[0]) if cache else None
