@@ -345,6 +345,7 @@ class SyncVecEnv:
         self._no_final = np.zeros((self.num_envs,) + self.obs_shape, self.obs_dtype)
         self._none = np.zeros(self.num_envs, bool)
         self._no_final.flags.writeable = self._none.flags.writeable = False
+        self._range_blanks: dict[int, tuple[np.ndarray, np.ndarray]] = {}  # step_range's
         # obs already in the harness's shape (most Box spaces): assigned without a reshape
         self._flat = tuple(self.single_observation_space.shape) == self.obs_shape
 
@@ -359,12 +360,27 @@ class SyncVecEnv:
         return obs
 
     def step(self, actions) -> VecStep:
-        n, shape, dtype = self.num_envs, self.obs_shape, self.obs_dtype
+        return self._step(actions, self.envs, self._no_final, self._none)
+
+    def step_range(self, actions, lo: int, hi: int) -> VecStep:
+        """Step sub-envs [lo, hi) alone, one action each (mcpo.rollout.Collector's pipelined
+        sampling steps the two halves of the envs in turn)."""
+        n = hi - lo
+        if n not in self._range_blanks:
+            blank = (np.zeros((n,) + self.obs_shape, self.obs_dtype), np.zeros(n, bool))
+            for x in blank:
+                x.flags.writeable = False
+            self._range_blanks[n] = blank
+        return self._step(actions, self.envs[lo:hi], *self._range_blanks[n])
+
+    def _step(self, actions, envs, no_final, none) -> VecStep:
+        """`no_final`, `none`: the shared read-only arrays of a step without an end."""
+        n, shape, dtype = len(envs), self.obs_shape, self.obs_dtype
         obs = np.empty((n,) + shape, dtype)
         rew = np.empty(n, np.float64)
         score = rew
-        final_obs, term, trunc, ended = self._no_final, self._none, self._none, self._none
-        for i, env in enumerate(self.envs):
+        final_obs, term, trunc, ended = no_final, none, none, none
+        for i, env in enumerate(envs):
             o, r, te, tr, info = env.step(actions[i])
             rew[i] = r
             if "score" in info:  # Atari training signals (AtariTrainingSignals)
@@ -373,11 +389,11 @@ class SyncVecEnv:
                 score[i] = info["score"]
                 te = te or info["life_lost"]
             if te or tr:
-                if term is self._none:  # the first end in this step: arrays of its own
+                if term is none:  # the first end in this step: arrays of its own
                     term, trunc, ended = np.zeros(n, bool), np.zeros(n, bool), np.zeros(n, bool)
                 term[i], trunc[i] = te, tr and not te
                 if (te and not info.get("life_lost", False)) or tr:
-                    if final_obs is self._no_final:
+                    if final_obs is no_final:
                         final_obs = np.zeros((n,) + shape, dtype)
                     ended[i] = True
                     final_obs[i] = self._obs(o)

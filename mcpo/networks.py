@@ -392,6 +392,12 @@ class NatureCNNActorCritic:
     def sample_perturbed_np(self, actor, obs: np.ndarray, perturbation: np.ndarray):
         return np.asarray(_cnn_sample(self, actor, obs, perturbation))
 
+    def sample_perturbed_async(self, actor, obs: np.ndarray, perturbation: np.ndarray):
+        """`sample_perturbed_np` without waiting: a JAX array still being computed (JAX
+        dispatches asynchronously), for the rollout to step other envs meanwhile
+        (mcpo.rollout.HalfPipeline); `np.asarray` of it waits."""
+        return _cnn_sample(self, actor, obs, perturbation)
+
     def sample_np(self, actor, obs: np.ndarray, noise: np.ndarray) -> np.ndarray:
         return self.sample_perturbed_np(actor, obs, self.perturbation_np(actor, noise))
 

@@ -20,7 +20,7 @@ from mcpo.envs import env_seeds, make_env, make_vec_env, network_kind, pack_mini
 from mcpo.logger import read_metrics
 from mcpo.networks import (FORWARD_CHUNK, MiniGridOneHot, NatureCNNActorCritic, make_policy,
                            map_in_chunks)
-from mcpo.rollout import Collector
+from mcpo.rollout import Collector, HalfPipeline
 from mcpo.scores import ATARI_RANDOM_HUMAN, atari_game, human_normalized
 
 
@@ -425,3 +425,34 @@ def test_atari_sync_vec_env_matches_gymnasiums_same_step():
     finally:
         ours.close()
         ref.close()
+
+
+def test_atari_pipelined_rollout_gives_the_plain_rollouts_transitions():
+    """With the Nature CNN the rollout steps its envs in two halves, each half's forward
+    overlapping the other half's emulators (HalfPipeline). Against the plain loop (the
+    Gymnasium vector-env adapter cannot step a range of envs, so it takes it): the same
+    observations, actions, rewards, ends and logged episodes, over two rollouts (the second
+    starts its pipeline from where the first left the envs), with an odd number of envs."""
+    E, T = 3, 120
+    space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
+    policy = make_policy(space, gym.spaces.Discrete(4), kind="nature-cnn")
+    actor = policy.host_params(policy.init(jax.random.PRNGKey(6))["actor"])
+    out = {}
+    for backend in ("sync", "gym-sync"):
+        vec = make_vec_env("ALE/Breakout-v5", E, backend)
+        try:
+            assert HalfPipeline.applies(policy, vec, None) == (backend == "sync")
+            col = Collector(vec, policy, num_steps=T, gamma=0.99, norm_obs=False,
+                            norm_reward=False, clip_obs=10.0, clip_reward=10.0)
+            col.start(7, 0)
+            rng = np.random.default_rng(8)
+            out[backend] = [col.collect(actor, rng) for _ in range(2)]
+        finally:
+            vec.close()
+    lives = 0
+    for (ro, eps), (ref, ref_eps) in zip(out["sync"], out["gym-sync"]):
+        for name, x, y in zip(ro._fields, ro, ref):
+            np.testing.assert_array_equal(x, y, err_msg=name)
+        assert eps == ref_eps
+        lives += int(ro.terminated.sum())
+    assert lives > 0  # life losses (terminals for GAE) happened and were compared
