@@ -12,8 +12,9 @@ Every policy has the same interface, used by the rollout and every algorithm:
 `dist_and_value(params, obs)` (both from one forward: what the losses use),
 `forward_only(fn, obs)` (how a pass that is never differentiated runs over a whole batch), and
 the host-side sampling methods (`host_params`, `sample_noise`, `perturbation_np`,
-`sample_perturbed_np`, `sample_np`, `mode_np`). "The policy" -- what MCPO's memory stores and mixes, what TRPO's
-natural gradient moves -- is always `params["actor"]`.
+`sample_perturbed_np`, `sample_np`, `mode_np`; optionally `sample_perturbed_async`, which
+the rollout then overlaps with env steps). "The policy" -- what MCPO's memory stores and
+mixes, what TRPO's natural gradient moves -- is always `params["actor"]`.
 
 * `MLPActorCritic`: separate actor and critic MLPs (64-64 tanh) for vector observations, with
   an optional fixed `encoder` in front of both: MiniGrid's one-hot grid encoding

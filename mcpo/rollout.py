@@ -294,13 +294,13 @@ class Collector:
                 raise Interrupted()
             obs_buf[t] = obs
             if pipeline is not None:
-                action, (raw, rew, term, trunc, final_raw, score, ended) = pipeline.step(t, obs)
-                act_buf[t] = action
+                action, stepped = pipeline.step(t, obs)
             else:
                 action = sample(actor_np, obs, pert[t])
-                act_buf[t] = action
                 env_action = action if discrete else np.minimum(np.maximum(action, low), high)
-                raw, rew, term, trunc, final_raw, score, ended = self.vec.step(env_action)
+                stepped = self.vec.step(env_action)
+            act_buf[t] = action
+            raw, rew, term, trunc, final_raw, score, ended = stepped
             score_buf[t] = score
             if ret_rms is not None:
                 rew = self._scale_reward(rew, ret_rms)
