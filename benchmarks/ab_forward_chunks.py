@@ -28,33 +28,19 @@ def main() -> int:
     import jax
     import numpy as np
 
-    from mcpo import xla_threads
-    from mcpo.algos import ALGOS
-    from mcpo.envs import make_vec_env, network_kind
-    from mcpo.networks import NatureCNNActorCritic, make_policy
-    from mcpo.presets import make_config
-    from mcpo.rollout import Collector, make_prepare_batch
+    from mcpo.networks import NatureCNNActorCritic
+    from mcpo.rollout import make_prepare_batch
+    from profile_update import host_setup  # this directory's
 
     @dataclass(frozen=True)
     class WholeBatch(NatureCNNActorCritic):
         def forward_only(self, fn, obs):
             return fn(obs)
 
-    cfg = make_config(a.algo, a.env_id)
-    vec = make_vec_env(a.env_id, cfg.num_envs)
-    kind = network_kind(a.env_id, vec.single_observation_space)
+    cfg, kind, chunked, spec, state, col = host_setup(a.algo, a.env_id, {})
     if kind != "nature-cnn":
         sys.exit(f"{a.env_id}: not a Nature-CNN env (network {kind!r})")
-    xla_threads.limit(xla_threads.requested(kind))  # as `mcpo train` runs it
-    chunked = make_policy(vec.single_observation_space, vec.single_action_space,
-                          tuple(cfg.hidden_sizes), kind)
     whole = WholeBatch(chunked.obs_shape, chunked.dist)
-    spec = ALGOS[a.algo]
-    state = jax.jit(spec.init, static_argnums=(0, 1))(cfg, chunked, jax.random.PRNGKey(0))
-    col = Collector(vec, chunked, num_steps=cfg.num_steps, gamma=cfg.gamma,
-                    norm_obs=cfg.norm_obs, norm_reward=cfg.norm_reward, clip_obs=cfg.clip_obs,
-                    clip_reward=cfg.clip_reward)
-    col.start(0, 0)
     variants = {name: (make_prepare_batch(pol, cfg.gamma, cfg.gae_lambda),
                        jax.jit(spec.make_update(cfg, pol)))
                 for name, pol in (("chunks", chunked), ("whole", whole))}

@@ -58,17 +58,17 @@ def describe(hlo: str) -> dict:
     return out
 
 
-def host_update(algo: str, env_id: str, overrides: dict):
-    """The jitted update and its arguments after two real rollouts (the host path)."""
+def host_setup(algo: str, env_id: str, overrides: dict):
+    """The host path's pieces as `mcpo train` builds them: (cfg, kind, policy, algorithm
+    spec, initial state, a started Collector)."""
     import jax
-    import numpy as np
 
     from mcpo import xla_threads
     from mcpo.algos import ALGOS
     from mcpo.envs import make_vec_env, network_kind
     from mcpo.presets import make_config
     from mcpo.networks import make_policy
-    from mcpo.rollout import Collector, make_prepare_batch
+    from mcpo.rollout import Collector
 
     cfg = make_config(algo, env_id, **overrides)
     vec = make_vec_env(env_id, cfg.num_envs)
@@ -82,6 +82,17 @@ def host_update(algo: str, env_id: str, overrides: dict):
                     norm_obs=cfg.norm_obs, norm_reward=cfg.norm_reward, clip_obs=cfg.clip_obs,
                     clip_reward=cfg.clip_reward)
     col.start(0, 0)
+    return cfg, kind, policy, spec, state, col
+
+
+def host_update(algo: str, env_id: str, overrides: dict):
+    """The jitted update and its arguments after two real rollouts (the host path)."""
+    import jax
+    import numpy as np
+
+    from mcpo.rollout import make_prepare_batch
+
+    cfg, _, policy, spec, state, col = host_setup(algo, env_id, overrides)
     prep = make_prepare_batch(policy, cfg.gamma, cfg.gae_lambda)
     update = jax.jit(spec.make_update(cfg, policy))
     rng = np.random.default_rng(0)

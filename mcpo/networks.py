@@ -275,6 +275,12 @@ def conv2d_valid(x, w, stride: int):
     return (patches @ w.reshape(k * k * c, o)).reshape(x.shape[0], h_out, w_out, o)
 
 
+def forward_dist_params(policy, actor, obs):
+    """The actor's distribution parameters on `obs` by `policy.forward_only`: for passes that
+    are never differentiated (the diagnostics, MCPO's write test and slot cache)."""
+    return policy.forward_only(lambda o: policy.dist_params(actor, o), obs)
+
+
 # Frames per chunk of a forward-only pass (NatureCNNActorCritic.forward_only). Measured on
 # 1,024 frames, dist_and_value: whole 473 ms; chunks of 256, 128, 64, 32, 16: 328, 274, 228,
 # 209, 196 ms. 32 keeps a rollout's worth of frames to a few dozen chunks.

@@ -16,6 +16,7 @@ import jax.numpy as jnp
 import optax
 from jax.flatten_util import ravel_pytree
 
+from mcpo.networks import forward_dist_params
 from mcpo.rollout import Batch
 
 
@@ -214,7 +215,7 @@ def explained_variance(values, returns):
 
 def batch_diagnostics(policy, params, batch: Batch) -> dict:
     """After the update, on the whole batch: D(theta_old, theta) and explained variance."""
-    dist = policy.forward_only(lambda o: policy.dist_params(params["actor"], o), batch.obs)
+    dist = forward_dist_params(policy, params["actor"], batch.obs)
     return {"kl_old_new": jnp.mean(policy.dist.kl(batch.dist, dist)),
             "explained_variance": explained_variance(batch.values, batch.returns)}
 

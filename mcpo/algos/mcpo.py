@@ -47,7 +47,7 @@ from mcpo.algos.common import (AlgoSpec, TrainState, batch_diagnostics, flatten,
                                minibatch_epochs, normalize, policy_value_terms,
                                ratio_diagnostics, total_optimizer_steps, unflatten, value_loss)
 from mcpo.algos.kl import adapt_beta
-from mcpo.networks import dense
+from mcpo.networks import dense, forward_dist_params
 from mcpo.types import ConfigError, flag_name, param
 
 # Context features (Eq. 1's v; the paper's Table 4 is not available, docs/design.md §4 fixes these).
@@ -401,6 +401,10 @@ def make_update(cfg, policy, batched: bool = False):
         th = flatten(state.params, state.opt_state)
         ph = flatten(state.algo.attn, state.algo.attn_opt_state)
 
+        def batch_slot_rows(actor):
+            """The slot cache's rows of one stored policy: its `slot_rows` on the batch."""
+            return slot_rows(policy, forward_dist_params(policy, actor, batch.obs), batch)
+
         def objective(theta, phi, algo, mb, mb_phi, rows_mb):
             """Eq. 6's value and gradients w.r.t. the flat theta and phi (`update`'s th, ph)."""
             return jax.value_and_grad(
@@ -427,7 +431,7 @@ def make_update(cfg, policy, batched: bool = False):
             # Eq. 2: diversity-promoting writing of the new theta, then psi_old <- psi
             n_updates = n_updates + 1
             actor = th.unravel(theta)["actor"]
-            d_new = policy.forward_only(lambda o: policy.dist_params(actor, o), mb.obs)
+            d_new = forward_dist_params(policy, actor, mb.obs)
             d_new_psi = jnp.mean(policy.dist.kl(d_new, aux["d_psi"]))
             write = should_write(mc, d_new_psi, aux["d_old_psi"], n_updates)
             memory = algo.memory  # the diagnostics below read the memory psi was mixed from
@@ -435,8 +439,7 @@ def make_update(cfg, policy, batched: bool = False):
                                      psi_old=aux["psi"], ctx_norm=aux["ctx_norm"])
             if slots is not None:  # the written slot's outputs on the whole batch
                 slots = jax.lax.cond(
-                    write, lambda c: c.at[memory.ptr].set(slot_rows(policy, policy.forward_only(
-                        lambda o: policy.dist_params(actor, o), batch.obs), batch)),
+                    write, lambda c: c.at[memory.ptr].set(batch_slot_rows(actor)),
                     lambda c: c, slots)
             info = {k: aux[k] for k in ("theta_loss", "phi_loss", "alpha", "d_old_theta",
                                         "d_old_psi", "policy_loss", "value_loss", "entropy",
@@ -455,9 +458,8 @@ def make_update(cfg, policy, batched: bool = False):
         writes_before = state.algo.memory.writes
         # phi and its optimizer state travel in the carry, not in algo (stale there until the end)
         algo = state.algo._replace(attn=(), attn_opt_state=())
-        slots = (jax.vmap(lambda p: slot_rows(policy, policy.forward_only(
-            lambda o: policy.dist_params(p, o), batch.obs), batch))(algo.memory.params) if cache
-            else None)                                                    # (N, B, P + 2)
+        slots = (jax.vmap(batch_slot_rows)(algo.memory.params) if cache
+                 else None)                                               # (N, B, P + 2)
         # each minibatch's rows, to gather `slots` (None, an empty pytree, without the cache)
         rows = jnp.arange(batch.obs.shape[0]) if cache else None
         ((theta, opt_state, phi, attn_opt_state, algo, n_updates), _), info = minibatch_epochs(
