@@ -13,7 +13,8 @@ Every policy has the same interface, used by the rollout and every algorithm:
 `forward_only(fn, obs)` (how a pass that is never differentiated runs over a whole batch), and
 the host-side sampling methods (`host_params`, `sample_noise`, `perturbation_np`,
 `sample_perturbed_np`, `sample_np`, `mode_np`; optionally `sample_perturbed_async`, which
-the rollout then overlaps with env steps). "The policy" -- what MCPO's memory stores and
+the rollout then overlaps with env steps, and `sample_terms_async`, whose theta_old terms the
+batch then takes from the rollout). "The policy" -- what MCPO's memory stores and
 mixes, what TRPO's natural gradient moves -- is always `params["actor"]`.
 
 * `MLPActorCritic`: separate actor and critic MLPs (64-64 tanh) for vector observations, with
@@ -405,6 +406,13 @@ class NatureCNNActorCritic:
         (mcpo.rollout.HalfPipeline); `np.asarray` of it waits."""
         return _cnn_sample(self, actor, obs, perturbation)
 
+    def sample_terms_async(self, params, obs: np.ndarray, perturbation: np.ndarray):
+        """(action, distribution parameters, V) of theta_old = `params` (actor and critic) on
+        `obs`, from one trunk pass and without waiting (as `sample_perturbed_async`): the
+        rollout keeps the last two for the update's batch, which then needs no second pass of
+        theta_old over the rollout's frames (SB3 does the same; mcpo.rollout.HalfPipeline)."""
+        return _cnn_sample_terms(self, params, obs, perturbation)
+
     def sample_np(self, actor, obs: np.ndarray, noise: np.ndarray) -> np.ndarray:
         return self.sample_perturbed_np(actor, obs, self.perturbation_np(actor, noise))
 
@@ -412,12 +420,22 @@ class NatureCNNActorCritic:
         return np.asarray(_cnn_mode(self, actor, obs))
 
 
-@partial(jax.jit, static_argnums=0)
-def _cnn_sample(policy: NatureCNNActorCritic, actor, obs, perturbation):
-    out = policy.dist_params(actor, obs)
+def _perturbed_action(policy: NatureCNNActorCritic, out, perturbation):
+    """A sample from the distribution parameters `out` and a perturbation (`_perturbation`)."""
     if isinstance(policy.dist, DiagGaussian):
         return out[..., : policy.dist.act_dim] + perturbation
     return jnp.argmax(out + perturbation, axis=-1)
+
+
+@partial(jax.jit, static_argnums=0)
+def _cnn_sample(policy: NatureCNNActorCritic, actor, obs, perturbation):
+    return _perturbed_action(policy, policy.dist_params(actor, obs), perturbation)
+
+
+@partial(jax.jit, static_argnums=0)
+def _cnn_sample_terms(policy: NatureCNNActorCritic, params, obs, perturbation):
+    out, v = policy.dist_and_value(params, obs)
+    return _perturbed_action(policy, out, perturbation), out, v
 
 
 @partial(jax.jit, static_argnums=0)

@@ -4,6 +4,9 @@ The collector steps the vector env with the sampling policy theta_old (actor for
 a host copy of the parameters). After the rollout one jitted call evaluates theta_old and the
 critic on all T x E states at once -- values, bootstrap values of final observations, log-probs
 and distribution parameters -- and computes GAE. So the per-step loop holds no JAX dispatch.
+The exception is the Nature CNN (Atari), whose forward is a jitted call anyway: its pipelined
+rollout (`HalfPipeline`) returns theta_old's distribution parameters and values with each
+step's actions, and the batch takes them from there.
 
 Truncation is not termination: on a time-limit truncation the target bootstraps with
 gamma * V(final obs); on termination it does not (`gae`).
@@ -78,6 +81,10 @@ class Rollout(NamedTuple):
     final_obs: np.ndarray | None  # (T, E, *obs_shape) normalized last obs of episodes ending
     #                               at t (None: not needed, no truncation in the rollout)
     last_obs: np.ndarray    # (E, *obs_shape) normalized obs after the last step (bootstrap)
+    # theta_old's distribution parameters and V on `obs`, when the rollout's own forward
+    # computed them (the Atari pipeline: `HalfPipeline`); None: prepare_batch computes them
+    dist: np.ndarray | None = None    # (T, E, P)
+    values: np.ndarray | None = None  # (T, E)
 
 
 class Batch(NamedTuple):
@@ -116,7 +123,10 @@ def prepare_batch(policy, params, ro: Rollout, gamma: float, lam: float) -> Batc
     """Rollout arrays + params -> Batch (theta_old evaluated on all states at once). Pure; the
     Gymnasium path jits it alone (`make_prepare_batch`), the JAX backends inside their loop."""
     T, E = ro.rewards.shape
-    dist, values = policy.forward_only(lambda o: policy.dist_and_value(params, o), ro.obs)
+    if ro.dist is not None:  # from the rollout's forward of theta_old (equal up to rounding)
+        dist, values = ro.dist, ro.values
+    else:
+        dist, values = policy.forward_only(lambda o: policy.dist_and_value(params, o), ro.obs)
     v_last = policy.value(params, ro.last_obs)
     dones = jnp.logical_or(ro.terminated, ro.truncated)
     v_next = jnp.concatenate([values[1:], v_last[None]], axis=0)
@@ -163,37 +173,61 @@ class HalfPipeline:
     step, with its own perturbation; only the batch each forward runs on is halved.
     Used when the policy can sample asynchronously (`sample_perturbed_async`), the vector env
     can step a range of its envs (`step_range`), there are >= 2 envs and no observation
-    normalization (whose statistics take every env's observation before the next forward)."""
+    normalization (whose statistics take every env's observation before the next forward).
+
+    Given theta_old's whole `params` (actor and critic) and a policy with `sample_terms_async`,
+    each forward also returns the distribution parameters and V it computed on the way, kept
+    in `dist` and `values` (T, E, ...) for the batch: the update then skips its own pass of
+    theta_old over the rollout's frames (~0.25 s of a ~3.7 s Breakout iteration, RESULTS §1.0).
+    They equal that pass's numbers up to float rounding (the batch shapes differ)."""
 
     @staticmethod
     def applies(policy, vec, obs_rms) -> bool:
         return (obs_rms is None and vec.num_envs >= 2 and hasattr(vec, "step_range")
                 and hasattr(policy, "sample_perturbed_async"))
 
-    def __init__(self, policy, vec, actor, pert, low, high):
+    def __init__(self, policy, vec, actor, pert, low, high, params=None):
         E = vec.num_envs
         self.halves = ((0, E // 2), (E // 2, E))
-        self.sample, self.vec, self.actor, self.pert = (policy.sample_perturbed_async, vec,
-                                                        actor, pert)
-        self.low, self.high = low, high
+        self.vec, self.pert, self.low, self.high = vec, pert, low, high
+        self.terms = params is not None and hasattr(policy, "sample_terms_async")
+        if self.terms:
+            self.forward = lambda obs, p: policy.sample_terms_async(params, obs, p)
+        else:
+            self.forward = lambda obs, p: (policy.sample_perturbed_async(actor, obs, p),)
+        self.kept = []  # the theta_old terms of each step's halves, still on the device
         self.pending = None  # each half's forward for the coming step
 
     def step(self, t: int, obs: np.ndarray) -> tuple[np.ndarray, VecStep]:
         """Step t from observations `obs` (E, ...): (actions (E, ...), the VecStep of all)."""
         if self.pending is None:
-            self.pending = [self.sample(self.actor, obs[a:b], self.pert[t][a:b])
-                            for a, b in self.halves]
+            self.pending = [self.forward(obs[a:b], self.pert[t][a:b]) for a, b in self.halves]
         actions, parts = [], []
         for k, (a, b) in enumerate(self.halves):
-            action = np.asarray(self.pending[k])
+            out = self.pending[k]
+            action = np.asarray(out[0])
+            if self.terms:
+                self.kept.append(out[1:])
             env_action = (action if self.low is None
                           else np.minimum(np.maximum(action, self.low), self.high))
             part = self.vec.step_range(env_action, a, b)
             if t + 1 < len(self.pert):  # the half's next forward, while the other half steps
-                self.pending[k] = self.sample(self.actor, part.obs, self.pert[t + 1][a:b])
+                self.pending[k] = self.forward(part.obs, self.pert[t + 1][a:b])
             actions.append(action)
             parts.append(part)
         return np.concatenate(actions), VecStep(*(np.concatenate(f) for f in zip(*parts)))
+
+    def theta_old(self) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """(dist (T, E, P), values (T, E)) of the steps taken, or (None, None) without them:
+        fetched from the device in one transfer after the rollout (one per step and half cost
+        ~0.2 ms each, measured: +6 % rollout time)."""
+        if not self.kept:
+            return None, None
+        kept = jax.device_get(self.kept)
+        T, E = len(kept) // 2, self.vec.num_envs
+        dist = np.concatenate([d for d, _ in kept]).reshape((T, E) + kept[0][0].shape[1:])
+        values = np.concatenate([v for _, v in kept]).reshape(T, E)
+        return dist, values
 
 
 class Collector:
@@ -252,21 +286,24 @@ class Collector:
     def _norm(self, raw):
         return normalize_obs(raw, self.obs_rms, self.clip_obs)
 
-    def collect(self, actor_np, rng: np.random.Generator, should_stop=lambda: False):
+    def collect(self, actor_np, rng: np.random.Generator, should_stop=lambda: False,
+                theta_old=None):
         """Run T steps; returns (Rollout, list of the Episodes finished). `actor_np`: the
-        actor as `policy.host_params` gives it. Interrupted (a stop was requested) leaves the
+        actor as `policy.host_params` gives it; `theta_old`: optionally the whole parameters
+        (actor and critic) it came from, for a rollout whose forward can return the batch's
+        theta_old terms too (`HalfPipeline`). Interrupted (a stop was requested) leaves the
         statistics as they were before this rollout, so a checkpoint written then holds only
         completed iterations."""
         stats = [(rms, rms.state_dict()) for rms in (self.obs_rms, self.ret_rms)
                  if rms is not None]
         try:
-            return self._collect(actor_np, rng, should_stop)
+            return self._collect(actor_np, rng, should_stop, theta_old)
         except Interrupted:
             for rms, before in stats:
                 rms.load_state_dict(before)
             raise
 
-    def _collect(self, actor_np, rng, should_stop):
+    def _collect(self, actor_np, rng, should_stop, theta_old):
         # The loop runs once per env step, on one-row arrays when E = 1, where each NumPy call
         # costs ~0.5 us whatever it computes: it holds only what must be sequential (the
         # statistics, normalization, sampling); episode bookkeeping is done after it.
@@ -287,7 +324,7 @@ class Collector:
         sample = self.policy.sample_perturbed_np
         low, high, discrete = (None, None, True) if self.discrete else (self.low, self.high,
                                                                         False)
-        pipeline = (HalfPipeline(self.policy, self.vec, actor_np, pert, low, high)
+        pipeline = (HalfPipeline(self.policy, self.vec, actor_np, pert, low, high, theta_old)
                     if HalfPipeline.applies(self.policy, self.vec, obs_rms) else None)
         for t in range(T):
             if should_stop():
@@ -316,8 +353,10 @@ class Collector:
                 self.disc_return[idx] = 0.0
             obs = self._norm(raw)
             self.raw_obs = raw
+        dist, values = (None, None) if pipeline is None else pipeline.theta_old()
         ro = Rollout(obs=obs_buf, actions=act_buf, rewards=rew_buf, terminated=term_buf,
-                     truncated=trunc_buf, final_obs=fin_buf, last_obs=obs)
+                     truncated=trunc_buf, final_obs=fin_buf, last_obs=obs, dist=dist,
+                     values=values)
         return ro, self._episodes(score_buf, end_buf, term_buf)
 
     def _episodes(self, score, ended, term) -> list[Episode]:

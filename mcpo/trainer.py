@@ -439,7 +439,8 @@ class Trainer:
         t0 = time.perf_counter()
         rng = np.random.default_rng([cfg.seed, self.iteration, 1])
         actor_np = self.policy.host_params(self.state.params["actor"])
-        ro, episodes = self.collector.collect(actor_np, rng, self._should_stop)
+        ro, episodes = self.collector.collect(actor_np, rng, self._should_stop,
+                                              theta_old=self.state.params)
         self._check_finite({"observations": (not np.issubdtype(ro.obs.dtype, np.floating)
                                              or np.isfinite(ro.obs).all()),
                             "rewards": np.isfinite(ro.rewards).all()})

@@ -20,7 +20,7 @@ from mcpo.envs import env_seeds, make_env, make_vec_env, network_kind, pack_mini
 from mcpo.logger import read_metrics
 from mcpo.networks import (FORWARD_CHUNK, MiniGridOneHot, NatureCNNActorCritic, make_policy,
                            map_in_chunks)
-from mcpo.rollout import Collector, HalfPipeline
+from mcpo.rollout import Collector, HalfPipeline, prepare_batch
 from mcpo.scores import ATARI_RANDOM_HUMAN, atari_game, human_normalized
 
 
@@ -436,7 +436,8 @@ def test_atari_pipelined_rollout_gives_the_plain_rollouts_transitions():
     E, T = 3, 120
     space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
     policy = make_policy(space, gym.spaces.Discrete(4), kind="nature-cnn")
-    actor = policy.host_params(policy.init(jax.random.PRNGKey(6))["actor"])
+    params = policy.init(jax.random.PRNGKey(6))
+    actor = policy.host_params(params["actor"])
     out = {}
     for backend in ("sync", "gym-sync"):
         vec = make_vec_env("ALE/Breakout-v5", E, backend)
@@ -446,13 +447,23 @@ def test_atari_pipelined_rollout_gives_the_plain_rollouts_transitions():
                             norm_reward=False, clip_obs=10.0, clip_reward=10.0)
             col.start(7, 0)
             rng = np.random.default_rng(8)
-            out[backend] = [col.collect(actor, rng) for _ in range(2)]
+            out[backend] = [col.collect(actor, rng, theta_old=params) for _ in range(2)]
         finally:
             vec.close()
     lives = 0
+    prepare = jax.jit(lambda p, ro: prepare_batch(policy, p, ro, 0.99, 0.95))
     for (ro, eps), (ref, ref_eps) in zip(out["sync"], out["gym-sync"]):
         for name, x, y in zip(ro._fields, ro, ref):
-            np.testing.assert_array_equal(x, y, err_msg=name)
+            if name not in ("dist", "values"):
+                np.testing.assert_array_equal(x, y, err_msg=name)
         assert eps == ref_eps
         lives += int(ro.terminated.sum())
+        # the pipeline's forward also returned theta_old's terms; the plain loop did not, and
+        # its batch computes them in one pass over the frames: the same batch up to rounding
+        assert ro.dist.shape == (T, E, 4) and ro.values.shape == (T, E)
+        assert ref.dist is None and ref.values is None
+        got, want = prepare(params, ro), prepare(params, ref)
+        for name, x, y in zip(got._fields, got, want):
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6, err_msg=name)
+        assert not np.array_equal(ro.values, np.zeros_like(ro.values))
     assert lives > 0  # life losses (terminals for GAE) happened and were compared

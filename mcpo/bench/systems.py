@@ -56,7 +56,7 @@ def _random_actions(space, rng, prefix: tuple):
 
 
 class RolloutOnly:
-    """The trainer's Collector with freshly initialized actor weights, no update."""
+    """The trainer's Collector with freshly initialized weights, no update."""
 
     def __init__(self, s: "Settings", env_id: str, workdir: Path):
         cfg = s.train_config("ppo", env_id)
@@ -67,7 +67,7 @@ class RolloutOnly:
         policy = make_policy(space, self.vec.single_action_space, cfg.hidden_sizes,
                              network_kind(env_id, space))
         params = jax.jit(policy.init)(jax.random.PRNGKey(cfg.seed))
-        self.actor = policy.host_params(params["actor"])
+        self.params, self.actor = params, policy.host_params(params["actor"])
         self.collector = Collector(self.vec, policy, num_steps=cfg.num_steps, gamma=cfg.gamma,
                                    norm_obs=cfg.norm_obs, norm_reward=cfg.norm_reward,
                                    clip_obs=cfg.clip_obs, clip_reward=cfg.clip_reward)
@@ -77,7 +77,8 @@ class RolloutOnly:
         out = []
         for _ in range(n):
             t = time.perf_counter()
-            self.collector.collect(self.actor, self.np.random.default_rng([self.seed, self.it]))
+            self.collector.collect(self.actor, self.np.random.default_rng([self.seed, self.it]),
+                                   theta_old=self.params)
             dt = time.perf_counter() - t
             self.it += 1
             out.append((dt, dt, 0.0))
