@@ -13,6 +13,7 @@ The base commit is exported with `git archive` to a temporary directory as the p
 from __future__ import annotations
 
 import argparse
+import inspect
 import os
 import re
 import subprocess
@@ -55,9 +56,8 @@ def main() -> int:
     from mcpo_base.presets import make_config as make_base  # type: ignore
     from mcpo_base.trainer import Trainer as Base  # type: ignore
 
-    import inspect
     for env in ns.env_ids:
-        trainers = {}
+        trainers, takes_theta_old = {}, {}
         for name, cls, mk in (("base", Base, make_base), ("this", New, make_new)):
             d = root / f"run_{name}_{env.replace('/', '_')}"
             d.mkdir()
@@ -65,6 +65,9 @@ def main() -> int:
                      tensorboard=False, run_dir=str(d))
             t = cls(cfg, d)
             t.collector.start(1, 0)
+            # the base commit's collector may predate the theta_old argument
+            takes_theta_old[name] = "theta_old" in inspect.signature(
+                t.collector.collect).parameters
             trainers[name] = t
         times = {"base": [], "this": []}
         for it in range(ns.iterations):
@@ -72,9 +75,8 @@ def main() -> int:
                 t = trainers[name]
                 t0 = time.perf_counter()
                 actor = t.policy.host_params(t.state.params["actor"])
-                extra = ({"theta_old": t.state.params} if "theta_old" in
-                         inspect.signature(t.collector.collect).parameters else {})
-                ro, _ = t.collector.collect(actor, np.random.default_rng([1, it, 1]), **extra)
+                kw = {"theta_old": t.state.params} if takes_theta_old[name] else {}
+                ro, _ = t.collector.collect(actor, np.random.default_rng([1, it, 1]), **kw)
                 t1 = time.perf_counter()
                 t.state, _ = t.update(t.state, t.prepare(t.state.params, ro))
                 jax.block_until_ready(t.state)

@@ -176,8 +176,8 @@ class HalfPipeline:
     normalization (whose statistics take every env's observation before the next forward).
 
     Given theta_old's whole `params` (actor and critic) and a policy with `sample_terms_async`,
-    each forward also returns the distribution parameters and V it computed on the way, kept
-    in `dist` and `values` (T, E, ...) for the batch: the update then skips its own pass of
+    each forward also returns the distribution parameters and V it computed on the way,
+    handed to the batch by `theta_old()` after the rollout: the update then skips its pass of
     theta_old over the rollout's frames (~0.25 s of a ~3.7 s Breakout iteration, RESULTS §1.0).
     They equal that pass's numbers up to float rounding (the batch shapes differ)."""
 
@@ -223,10 +223,10 @@ class HalfPipeline:
         ~0.2 ms each, measured: +6 % rollout time)."""
         if not self.kept:
             return None, None
-        kept = jax.device_get(self.kept)
-        T, E = len(kept) // 2, self.vec.num_envs
-        dist = np.concatenate([d for d, _ in kept]).reshape((T, E) + kept[0][0].shape[1:])
-        values = np.concatenate([v for _, v in kept]).reshape(T, E)
+        kept = jax.device_get(self.kept)  # step by step, each step's halves in env order
+        E = self.vec.num_envs
+        dist = np.concatenate([d for d, _ in kept]).reshape((-1, E) + kept[0][0].shape[1:])
+        values = np.concatenate([v for _, v in kept]).reshape(-1, E)
         return dist, values
 
 
