@@ -90,21 +90,27 @@ class Splitter(mcpo.Callback):
 
 def split_times(group: GroupRunner, n: int = 5) -> dict:
     """ms per call of the jitted iteration alone, its rollout alone and its update alone (GAE
-    included), on the group's final state (every shard dispatched at once, as the trainer
-    does: one per CPU device)."""
-    loop, policy, cfg = group.loop, group.policy, group.cfg
-    over = group.over_seeds  # as the group runs them: vmapped, or one seed's own functions
-    rollout = jax.jit(over(lambda s: loop.rollout(s)[0]))
-    prep = jax.jit(over(lambda s, r: prepare_batch(policy, s.train.params, r, cfg.gamma,
-                                                   cfg.gae_lambda)))
-    update = jax.jit(over(loop.update))
-    shards = group.shards
-    ros = [rollout(s) for s in shards]
+    included), on the group's final state (every program dispatched at once, each on its
+    own device; a floating seed's on its first device, so these calls run in lockstep, not
+    in the trainer's pipelined schedule)."""
+    policy, cfg = group.policy, group.cfg
+    shards = group.state_on_devices()
+    # each program as the group runs it: vmapped, or one seed's own functions
+    rollout, update = [], []
+    for k in range(len(shards)):
+        loop, over = group.functions(k)
+        prep = jax.jit(over(lambda s, r: prepare_batch(policy, s.train.params, r, cfg.gamma,
+                                                       cfg.gae_lambda)))
+        rollout.append(jax.jit(over(lambda s, loop=loop: loop.rollout(s)[0])))
+        update.append(lambda s, r, up=jax.jit(over(loop.update)), prep=prep:
+                      up(s.train, prep(s, r)))
+    ros = [f(s) for f, s in zip(rollout, shards)]
+    steps = [group.step_function(k) for k in range(len(shards))]
     out = {}
-    for name, f, args in (("jitted", group._iterate, (shards,)), ("rollout", rollout, (shards,)),
-                          ("update", lambda s, r: update(s.train, prep(s, r)), (shards, ros))):
+    for name, fs, args in (("jitted", steps, (shards,)), ("rollout", rollout, (shards,)),
+                           ("update", update, (shards, ros))):
         def call():
-            return [f(*a) for a in zip(*args)]
+            return [f(*a) for f, *a in zip(fs, *args)]
         jax.block_until_ready(call())
         ts = []
         for _ in range(n):
@@ -148,9 +154,12 @@ def ours(algo: str, env_id: str, backend: str, seeds: list[int], steps: int) -> 
     else:
         out.update({f"{k}_ms": v for k, v in split_times(splitter.group).items()})
     # host: what the iteration's wall time has beyond its computation (for gymnax, the part
-    # of the logging and checkpoints that the next iteration's computation does not hide)
-    out["host_ms"] = out["iteration_ms"] - out.get("jitted_ms", out.get("rollout_ms", 0)
-                                                    + out.get("update_ms", 0))
+    # of the logging and checkpoints that the next iteration's computation does not hide).
+    # Not defined for a group with floating seeds: its iterations overlap (two in flight),
+    # so the lockstep "jitted" time above is longer than an iteration.
+    if backend == "gymnasium" or not any(p.device is None for p in splitter.group.layout):
+        out["host_ms"] = out["iteration_ms"] - out.get(
+            "jitted_ms", out.get("rollout_ms", 0) + out.get("update_ms", 0))
     shutil.rmtree(tmp, ignore_errors=True)
     return out
 

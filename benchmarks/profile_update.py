@@ -117,7 +117,7 @@ def gymnax_iteration(algo: str, env_id: str, seeds: int, overrides: dict, tmp: s
                            checkpoint_every=10**9, **overrides)
     cfg = cfg.replace(total_timesteps=2 * cfg.batch_size)
     mcpo.train(cfg, seeds=list(range(seeds)), callbacks=[grab])
-    return grab.group._iterate, (grab.group.state,)
+    return grab.group.step_function(0), (grab.group.shards[0],)
 
 
 def main() -> int:

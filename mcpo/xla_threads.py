@@ -107,8 +107,9 @@ def limit(n: int | None) -> bool:
 # XLA's CPU runtime runs one program (a group's vmapped iteration) mostly on one core: its
 # kernels are small and depend on each other, and a second thread only spins (5 PPO seeds on
 # Pendulum, 2 cores: CPU/wall 1.33). Split into one CPU *device* per core, each with its share
-# of the seeds, the programs run side by side: 5 seeds as 3 + 2, PPO 90k -> 131k steps/s,
-# MCPO 28k -> 42k (2026-12-06). `jax_num_cpu_devices` must be set before JAX's CPU client
+# of the seeds, the programs run side by side (mcpo.jaxenv.runner.seed_layout: 5 seeds as
+# 2 + 2 and one floating between the devices), 5 Pendulum seeds of PPO 90k -> 131k steps/s,
+# MCPO 28k -> 42k as 3 + 2 (2026-12-06). `jax_num_cpu_devices` must be set before JAX's CPU client
 # exists, like the thread limit above.
 DEVICES_ENV = "MCPO_CPU_DEVICES"
 

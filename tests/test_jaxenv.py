@@ -344,17 +344,20 @@ import json, sys
 import mcpo
 from mcpo.config import TrainConfig
 if sys.argv[1] == "train":
-    mcpo.train(TrainConfig.from_dict(json.loads(sys.argv[2])), seeds=[1, 2, 3])
+    cfg = TrainConfig.from_dict(json.loads(sys.argv[2]))
+    mcpo.train(cfg, seeds=[1, 2, 3, 4, 5])
+    mcpo.train(cfg.replace(run_dir=sys.argv[3], seed=5))  # seed 5 alone: a group of one
 else:
     mcpo.resume(sys.argv[2:], resume_from="step_000000000384.ckpt")
 """
 
 
 def test_a_group_split_over_two_cpu_devices_learns_alike_and_resumes_exactly(group, tmp_path):
-    """$MCPO_CPU_DEVICES=2: seeds 1, 2 run on one CPU device and seed 3 on another
-    (mcpo.xla_threads.split_devices); each learns as in the one-device group (other XLA
-    programs: float tolerance over the first iterations), and resuming the split group from
-    its snapshot gives the uninterrupted split run exactly, twice."""
+    """$MCPO_CPU_DEVICES=2: seeds 1, 2 run vmapped on one CPU device, seeds 3, 4 on the other
+    and seed 5 floats between them (mcpo.jaxenv.runner.seed_layout); each seed learns as in the
+    one-device group (other XLA programs: float tolerance over the first iterations), the
+    floating seed exactly as seed 5 trained alone, and resuming the split group from its
+    snapshot gives the uninterrupted split run exactly, twice."""
     import os
     root, cfg, _ = group
     env = {**os.environ, "MCPO_CPU_DEVICES": "2"}
@@ -364,23 +367,78 @@ def test_a_group_split_over_two_cpu_devices_learns_alike_and_resumes_exactly(gro
                            capture_output=True, text=True, timeout=600)
         assert p.returncode == 0, p.stderr[-3000:]
 
-    child("train", json.dumps(cfg.replace(run_dir=str(tmp_path / "d")).to_dict()))
-    names = [f"Pendulum-v1__ppo__{s}" for s in (1, 2, 3)]
+    child("train", json.dumps(cfg.replace(run_dir=str(tmp_path / "d")).to_dict()),
+          str(tmp_path / "alone"))
+    seeds = (1, 2, 3, 4, 5)
+    names = [f"Pendulum-v1__ppo__{s}" for s in seeds]
     marker = json.loads((tmp_path / "d" / names[0] / "run.json").read_text())
-    assert [h for h in marker["history"] if h["event"] == "group"][0]["seeds_per_device"] \
-        == [2, 1]
+    assert [h for h in marker["history"] if h["event"] == "group"][0]["programs"] == [
+        {"seeds": [1, 2], "device": 0}, {"seeds": [3, 4], "device": 1},
+        {"seeds": [5], "device": "rotating"}]
     split = {n: _rows(tmp_path / "d" / n) for n in names}
-    for n in names:
+    for n in names[:3]:  # the one-device group of the fixture: seeds 1, 2, 3
         assert len(split[n]) == 6
         for a, b in zip(split[n][:2], _rows(root / "g" / n)[:2]):
             for k in ("ep_return_mean", "policy_loss", "value_loss", "kl_old_new", "entropy"):
                 np.testing.assert_allclose(a[k], b[k], rtol=1e-3, atol=1e-5, err_msg=k)
+    np.testing.assert_equal(split[names[4]], _rows(tmp_path / "alone"))
     assert split[names[0]][-1]["policy_loss"] != split[names[2]][-1]["policy_loss"]
     for c in ("a", "b"):
         shutil.copytree(tmp_path / "d", tmp_path / c)
         child("resume", *(str(tmp_path / c / n) for n in names))
         for n in names:
             np.testing.assert_equal(_rows(tmp_path / c / n), split[n])
+
+
+def _train_with_layout(cfgs, layout, callbacks=()):
+    """Train a group with an explicit layout of its seeds over the devices (GroupRunner's
+    `layout`), as mcpo.train would otherwise."""
+    import contextlib
+    from mcpo.rundir import RunDir
+
+    with contextlib.ExitStack() as stack:
+        for c in cfgs:
+            stack.enter_context(RunDir.create(Path(c.run_dir), c, False))
+        return GroupRunner(cfgs, callbacks, layout=layout).run()
+
+
+def test_a_floating_seed_is_its_own_run_and_a_stop_discards_what_ran_ahead(tmp_path):
+    """A layout with a floating seed (mcpo.jaxenv.runner.seed_layout; here on this process's
+    one device): the group runs two iterations ahead. The floating seed's numbers are those of
+    that seed trained alone, bit for bit (the same one-seed program), the vmapped pair's those
+    of the pair trained as a group; a callback that stops the group after iteration 3 leaves
+    iteration 3's rows and states, not those of the iterations dispatched after it."""
+    from mcpo.jaxenv.runner import Program
+
+    base = TrainConfig(algo="ppo", total_timesteps=6 * 128, snapshots=2, **TINY)
+    layout = [Program(0, 2, 0), Program(2, 3, None, 0)]
+
+    def configs(name, seeds):
+        return mcpo.api.group_configs(base.replace(run_dir=str(tmp_path / name / "{seed}")),
+                                      seeds)
+
+    _train_with_layout(configs("f", [1, 2, 3]), layout)
+    mcpo.train(configs("alone", [3])[0])
+    mcpo.train(base.replace(run_dir=str(tmp_path / "pair" / "{seed}")), seeds=[1, 2])
+    np.testing.assert_equal(_rows(tmp_path / "f" / "3"), _rows(tmp_path / "alone" / "3"))
+    for s in (1, 2):
+        np.testing.assert_equal(_rows(tmp_path / "f" / str(s)), _rows(tmp_path / "pair" / str(s)))
+    assert _rows(tmp_path / "f" / "1")[-1]["policy_loss"] \
+        != _rows(tmp_path / "f" / "3")[-1]["policy_loss"]
+
+    class StopAfter3(mcpo.Callback):
+        def on_iteration(self, trainer, row):
+            return False if row["iteration"] == 3 else None
+
+    res = _train_with_layout(configs("s", [1, 2, 3]), layout, [StopAfter3()])
+    assert [r.complete for r in res] == [False] * 3
+    for s in ("1", "2", "3"):
+        np.testing.assert_equal(_rows(tmp_path / "s" / s), _rows(tmp_path / "f" / s)[:3])
+        got, meta = load_checkpoint(tmp_path / "s" / s / "checkpoints" / "latest.ckpt")
+        ref, _ = load_checkpoint(tmp_path / "f" / s / "checkpoints" / "step_000000000384.ckpt")
+        assert meta["iteration"] == 3 and got.keys() == ref.keys()
+        for k in ref:
+            np.testing.assert_array_equal(got[k], ref[k], err_msg=k)
 
 
 def test_group_resume_refuses_runs_at_different_steps_or_configs(group, tmp_path):

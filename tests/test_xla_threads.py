@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from mcpo import xla_threads
@@ -118,3 +119,27 @@ def test_a_group_is_split_into_contiguous_shards_of_nearly_equal_size():
     assert shard_bounds(3, 8) == [(0, 1), (1, 2), (2, 3)]  # never an empty shard
     assert shard_bounds(3, 1) == [(0, 3)]
     assert shard_bounds(1, 2) == [(0, 1)]
+
+
+def test_a_group_layout_balances_the_devices_with_floating_seeds():
+    """seed_layout: equal shards when the devices divide the seeds; otherwise G // D seeds
+    per device and the rest as one-seed programs that move from device to device, so that
+    every device runs the same number of seed-iterations over D iterations."""
+    from mcpo.jaxenv.runner import Program, seed_layout
+
+    assert seed_layout(4, 2) == [Program(0, 2, 0), Program(2, 4, 1)]
+    assert seed_layout(3, 8) == [Program(0, 1, 0), Program(1, 2, 1), Program(2, 3, 2)]
+    assert seed_layout(3, 1) == [Program(0, 3, 0)]
+    assert seed_layout(1, 2) == [Program(0, 1, 0)]
+    assert seed_layout(5, 2) == [Program(0, 2, 0), Program(2, 4, 1), Program(4, 5, None, 0)]
+    assert seed_layout(3, 2) == [Program(0, 1, 0), Program(1, 2, 1), Program(2, 3, None, 0)]
+    for G, D in ((5, 2), (3, 2), (9, 2), (7, 3), (8, 3), (6, 4)):
+        layout = seed_layout(G, D)
+        seeds = [i for p in layout for i in range(p.a, p.b)]
+        assert seeds == list(range(G))  # every seed once, in order
+        work = np.zeros(D, int)  # seed-iterations per device over D iterations
+        for t in range(1, D + 1):
+            for p in layout:
+                work[p.device_index(t, D)] += p.b - p.a
+        assert (work == G).all(), (G, D, work)  # G per device over D iterations: balanced
+

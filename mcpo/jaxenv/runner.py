@@ -20,6 +20,10 @@ Resuming (docs/design.md §8):
 * `mcpo train --resume D1` resumes one run alone (a group of one). Its numbers match the
   group's to float tolerance, not bit for bit: a vmapped program of another batch size is
   another XLA program (tests/test_jaxenv.py measures how close).
+
+Over several CPU devices (one per core in `mcpo train`), the seeds run as one program per
+device and, when the devices do not divide them, floating one-seed programs that move from
+device to device (`seed_layout`; docs/design.md §3.1).
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ import math
 import signal
 import sys
 import time
+from collections import deque
 from pathlib import Path
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -153,7 +158,10 @@ class Member:
 class GroupRunner:
     """Trains `cfgs` (one per seed; `check_group` holds) as one vmapped, jitted loop."""
 
-    def __init__(self, cfgs: Sequence[TrainConfig], callbacks: Sequence[Callback] = ()):
+    def __init__(self, cfgs: Sequence[TrainConfig], callbacks: Sequence[Callback] = (),
+                 layout: Sequence[Program] | None = None):
+        """`layout`: how the seeds run over the process's CPU devices (`seed_layout`'s, by
+        default)."""
         self.hang_seconds = hang_seconds()  # a bad $MCPO_HANG_SECONDS fails before any work
         self.cfgs = list(cfgs)
         self.cfg = cfg = self.cfgs[0]
@@ -166,23 +174,36 @@ class GroupRunner:
         self.success = env_family(cfg.env_id) == "minigrid"
         self.episode_columns = EPISODE_COLUMNS + (SUCCESS_COLUMNS if self.success else ())
         # The seeds are split over the process's devices (mcpo.xla_threads.split_devices: one
-        # CPU device per core in `mcpo train`), one vmapped program per device, all dispatched
-        # at once; a process with one device runs the whole group as one program.
-        self.bounds = shard_bounds(self.G, len(jax.devices()))
-        self.devices = jax.devices()[:len(self.bounds)]
-        # One seed per program (a single run, or no more seeds than devices): not vmapped,
-        # so the update's lax.cond stays a branch and MCPO's slot cache applies
-        # (mcpo.algos.mcpo.caches_slots); the state keeps its leading seed axis of 1.
-        solo = all(b - a == 1 for a, b in self.bounds)
-        self.loop = Loop(cfg, ALGOS[cfg.algo], self.policy, self.env, RECENT_EPISODES,
-                         success=self.success, batched=not solo)
-        # how a shard's seeds run: a vmap, or the one seed's own functions
-        self.over_seeds = _one_seed if solo else jax.vmap
+        # CPU device per core in `mcpo train`) into programs (`seed_layout`), all dispatched
+        # at once, each on its device; a process with one device runs the whole group as one
+        # program. A program of one seed is not vmapped, so the update's lax.cond stays a
+        # branch and MCPO's slot cache applies (mcpo.algos.mcpo.caches_slots); its state
+        # keeps a leading seed axis of 1.
+        all_devices = jax.devices()
+        self.layout = list(layout) if layout is not None else seed_layout(self.G,
+                                                                           len(all_devices))
+        if ([i for p in self.layout for i in range(p.a, p.b)] != list(range(self.G))
+                or any(p.device is not None and not 0 <= p.device < len(all_devices)
+                       for p in self.layout)):
+            raise ValueError(f"not a layout of {self.G} seeds over {len(all_devices)} "
+                             f"devices: {self.layout}")
+        self.bounds = [(p.a, p.b) for p in self.layout]
+        self.all_devices = all_devices
+        # each program's device (a floating seed's: where it starts and is restored to)
+        self.devices = [all_devices[p.device_index(1, len(all_devices))] for p in self.layout]
+        self.loops = {batched: Loop(cfg, ALGOS[cfg.algo], self.policy, self.env,
+                                    RECENT_EPISODES, success=self.success, batched=batched)
+                      for batched in sorted({p.b - p.a > 1 for p in self.layout})}
+        self.loop = next(iter(self.loops.values()))  # init and the state's structure: any
         keys = jnp.stack([jax.random.PRNGKey(c.seed) for c in self.cfgs])
-        init = jax.jit(self.over_seeds(self.loop.init))
-        self.shards: list[LoopState] = [init(jax.device_put(keys[a:b], d))
+        init = {batched: jax.jit(_over_seeds(batched)(loop.init))
+                for batched, loop in self.loops.items()}
+        # jit compiles each kind of program once per device that runs it (the executable is
+        # bound to its device; see docs/design.md §3.1 for why it is not loaded on the others)
+        self._steps = {batched: jax.jit(_over_seeds(batched)(loop.iteration))
+                       for batched, loop in self.loops.items()}
+        self.shards: list[LoopState] = [init[b - a > 1](jax.device_put(keys[a:b], d))
                                         for (a, b), d in zip(self.bounds, self.devices)]
-        self._iterate = jax.jit(self.over_seeds(self.loop.iteration))
         self.members = [Member(self, i) for i in range(self.G)]
         self.iteration = 0
         self.global_step = 0
@@ -208,6 +229,11 @@ class GroupRunner:
                        if len(self.bounds) > 1 else stacked
                        for (a, b), d in zip(self.bounds, self.devices)]
 
+    def state_on_devices(self) -> list[LoopState]:
+        """The programs' states, each on its program's own device (a floating seed's state
+        may have been left on another by its last iteration)."""
+        return [jax.device_put(s, d) for s, d in zip(self.shards, self.devices)]
+
     def locate(self, index: int) -> tuple[int, int]:
         """(shard, position in it) of seed number `index` of the group."""
         for k, (a, b) in enumerate(self.bounds):
@@ -215,10 +241,35 @@ class GroupRunner:
                 return k, index - a
         raise IndexError(index)
 
-    def iterate(self, shards: Sequence[LoopState]) -> list[tuple[LoopState, dict]]:
-        """One iteration of every shard, dispatched at once (JAX runs them asynchronously,
-        each on its device)."""
-        return [self._iterate(s) for s in shards]
+    def functions(self, k: int) -> tuple[Loop, object]:
+        """Program k's Loop and how it runs over the program's seeds (vmap, or one seed's
+        own functions)."""
+        batched = self.bounds[k][1] - self.bounds[k][0] > 1
+        return self.loops[batched], _over_seeds(batched)
+
+    def step_function(self, k: int):
+        """Program k's jitted iteration (of its shard's state, on the device holding it)."""
+        a, b = self.bounds[k]
+        return self._steps[b - a > 1]
+
+    def device_at(self, k: int, t: int):
+        """The device on which program k runs iteration t (1-based)."""
+        return self.all_devices[self.layout[k].device_index(t, len(self.all_devices))]
+
+    def iterate(self, shards: Sequence[LoopState], t: int) -> list[tuple[LoopState, dict]]:
+        """Iteration t (1-based) of every program, dispatched at once (JAX runs them
+        asynchronously, each on its device; a floating seed's state is moved to its device of
+        iteration t first, a copy that waits for the iteration before it)."""
+        return [self.step_function(k)(s if self.layout[k].device is not None
+                                      else jax.device_put(s, self.device_at(k, t)))
+                for k, s in enumerate(shards)]
+
+    def layout_record(self) -> list[dict]:
+        """The programs, for the run directories' history: each one's seeds and device (a
+        CPU device's index, or "rotating": a floating seed)."""
+        return [{"seeds": [c.seed for c in self.cfgs[p.a:p.b]],
+                 "device": p.device if p.device is not None else "rotating"}
+                for p in self.layout]
 
     # Checkpoints ---------------------------------------------------------------------------
     def save(self, name: str = LATEST) -> None:
@@ -358,24 +409,38 @@ class GroupRunner:
 
     def _loop(self, bar) -> None:
         """Iterations, pipelined: iteration i+1 is dispatched (JAX runs it asynchronously) as
-        soon as iteration i's results are in, and the host writes i's logs and checkpoints
-        while it computes. Nothing of i+1 is kept unless it is committed in turn: a stop (a
-        callback, a signal, a NaN in i) discards it, so the runs' states, files and the order
-        of the callbacks are those of a plain sequential loop."""
+        soon as iteration i's results are in -- with floating seeds (`seed_layout`), i+2 as
+        well, so that no device waits for the one a floating seed ran on before -- and the
+        host writes i's logs and checkpoints while they compute. Nothing dispatched is kept
+        unless it is committed in turn: a stop (a callback, a signal, a NaN in i) discards
+        it, so the runs' states, files and the order of the callbacks are those of a plain
+        sequential loop."""
         if not self._go_on():
             return
         self._notify("before_iteration")
         if self._stop_requested:
             return
+        depth = 2 if any(p.device is None for p in self.layout) else 1
+        pending: deque = deque()  # dispatched iterations, oldest first: per program (state, m)
+        frontier, t_next = self.shards, self.iteration + 1  # what the next dispatch starts from
+
+        def dispatch_ahead():
+            nonlocal frontier, t_next
+            while (len(pending) < depth and t_next <= self.cfg.num_iterations
+                   and self._stop_signal is None):
+                pending.append(self.iterate(frontier, t_next))  # speculative until committed
+                frontier = [s for s, _ in pending[-1]]
+                t_next += 1
+
         t_last = time.perf_counter()
-        pending = self.iterate(self.shards)
-        while pending is not None:
-            shards = [s for s, _ in pending]
-            m = _concat(jax.device_get([m for _, m in pending]))
+        dispatch_ahead()
+        while pending:
+            done = pending.popleft()
+            shards = [s for s, _ in done]
+            m = _concat(jax.device_get([m for _, m in done]))
             t_now = time.perf_counter()
             self._check_finite(m)
-            more = self.iteration + 1 < self.cfg.num_iterations and self._stop_signal is None
-            pending = self.iterate(shards) if more else None  # speculative until committed
+            dispatch_ahead()
             self._commit(shards, m, t_now - t_last, bar)
             t_last = t_now
             if not self._go_on():
@@ -424,7 +489,7 @@ class GroupRunner:
                           for c in self.cfgs])
         run = jax.jit(jax.vmap(run))
         out = [run(s.train.params["actor"], s.obs_rms, jax.device_put(keys[a:b], d))
-               for s, (a, b), d in zip(self.shards, self.bounds, self.devices)]
+               for s, (a, b), d in zip(self.state_on_devices(), self.bounds, self.devices)]
         rets, succ = _concat(jax.device_get(out))
         return np.asarray(rets), np.asarray(succ)
 
@@ -487,6 +552,42 @@ def shard_bounds(G: int, devices: int) -> list[tuple[int, int]]:
     sizes = [G // n + (k < G % n) for k in range(n)]
     starts = np.cumsum([0] + sizes)
     return [(int(a), int(b)) for a, b in zip(starts[:-1], starts[1:])]
+
+
+class Program(NamedTuple):
+    """Seeds [a, b) of a group, run as one jitted program: vmapped over them, or (one seed)
+    that seed's own functions. `device`: the index of the CPU device it runs on, or None for
+    a floating seed, which runs iteration t on device (t - 1 + turn) % devices."""
+    a: int
+    b: int
+    device: int | None
+    turn: int = 0
+
+    def device_index(self, t: int, devices: int) -> int:
+        """The index of the device that runs iteration t (1-based) of this program."""
+        return self.device if self.device is not None else (t - 1 + self.turn) % devices
+
+
+def seed_layout(G: int, devices: int) -> list[Program]:
+    """How a group of G seeds runs over `devices` CPU devices. When the devices divide the
+    seeds (or there are no more seeds than devices), one program per device with an equal
+    share (4 over 2: 2 + 2). Otherwise each device gets G // devices seeds and the G % devices
+    left over float, one program of one seed each, moving to the next device at each
+    iteration: over `devices` iterations every device does the same work (5 over 2: 2 + 2 and
+    one seed alternating; 3 over 2: 1 + 1 and one alternating) instead of one device waiting
+    for the other every iteration (3 + 2). A floating seed runs the same compiled one-seed
+    program whatever the device (identical CPU devices), so its numbers are those of that
+    seed trained alone; docs/design.md §3.1 has the measurements."""
+    if G <= devices or G % devices == 0:
+        return [Program(a, b, k) for k, (a, b) in enumerate(shard_bounds(G, devices))]
+    q, r = divmod(G, devices)
+    return ([Program(k * q, (k + 1) * q, k) for k in range(devices)]
+            + [Program(devices * q + j, devices * q + j + 1, None, j) for j in range(r)])
+
+
+def _over_seeds(batched: bool):
+    """How a program's function runs over its seeds: vmapped, or one seed's own."""
+    return jax.vmap if batched else _one_seed
 
 
 def _one_seed(fn):
@@ -583,7 +684,7 @@ def train_group(cfgs: Sequence[TrainConfig], *, overwrite: bool = False,
             if len(cfgs) > 1:
                 rd.record("group", seeds=[x.seed for x in cfgs],
                           runs=[str(x.run_dir) for x in cfgs],
-                          seeds_per_device=[b - a for a, b in runner.bounds])
+                          programs=runner.layout_record())
         return runner.run()
 
 
