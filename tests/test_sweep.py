@@ -309,14 +309,16 @@ def test_a_gymnax_sweep_trains_the_seeds_of_a_setting_as_one_group(tmp_path):
                if e["event"] == "group"] for d in runs]
     assert all(len(g) == 1 and g[0]["seeds"] == [1, 2, 3] for g in groups), groups
     alone = tmp_path / "alone"
-    # in a process with the sweep workers' thread settings (XLA flags), so both sides compile
-    # (or load from the compile cache) the same program
+    # in a process with the sweep workers' thread settings (XLA flags) and, like a worker, one
+    # CPU device (else `mcpo train` splits the 3 seeds over the cores: other programs), so both
+    # sides compile (or load from the compile cache) the same program
     r = subprocess.run([sys.executable, "-m", "mcpo", "train", "--backend", "gymnax", "--algo",
                         "ppo", "--env-id", "CartPole-v1", "--seeds", "1,2,3",
                         "--total-timesteps", "2048", "--num-steps", "512",
                         "--num-minibatches", "4", "--update-epochs", "2", "--eval-episodes",
                         "2", "--no-tensorboard", "--no-progress", "--run-dir",
-                        str(alone / "s{seed}")], env=worker_env(sweep_env()),
+                        str(alone / "s{seed}")],
+                       env={**worker_env(sweep_env()), "MCPO_CPU_DEVICES": "1"},
                        capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
     timing = {"wall_time", "sps", "rollout_time", "update_time"}
