@@ -56,10 +56,9 @@ def main() -> int:
         which would favour it; counting to the end of what ran ahead, as a first version of
         this script did, disfavours it by one iteration). What ran ahead is waited for outside
         the timing, so it does not spill into the other layout's round."""
-        depth = 2 if any(p.device is None for p in r.layout) else 1
         pending, frontier, t = deque(), r.shards, 1
         for i in range(n):
-            while len(pending) < depth:
+            while len(pending) < r.depth:
                 pending.append(r.iterate(frontier, t))
                 frontier, t = [s for s, _ in pending[-1]], t + 1
             jax.device_get([m for _, m in pending.popleft()])

@@ -157,7 +157,7 @@ def ours(algo: str, env_id: str, backend: str, seeds: list[int], steps: int) -> 
     # of the logging and checkpoints that the next iteration's computation does not hide).
     # Not defined for a group with floating seeds: its iterations overlap (two in flight),
     # so the lockstep "jitted" time above is longer than an iteration.
-    if backend == "gymnasium" or not any(p.device is None for p in splitter.group.layout):
+    if backend == "gymnasium" or splitter.group.depth == 1:
         out["host_ms"] = out["iteration_ms"] - out.get(
             "jitted_ms", out.get("rollout_ms", 0) + out.get("update_ms", 0))
     shutil.rmtree(tmp, ignore_errors=True)

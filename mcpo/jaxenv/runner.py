@@ -252,6 +252,12 @@ class GroupRunner:
         a, b = self.bounds[k]
         return self._steps[b - a > 1]
 
+    @property
+    def depth(self) -> int:
+        """Iterations kept in flight: 2 with floating seeds (so that no device waits for the
+        one a floating seed ran on before), else 1."""
+        return 2 if any(p.device is None for p in self.layout) else 1
+
     def device_at(self, k: int, t: int):
         """The device on which program k runs iteration t (1-based)."""
         return self.all_devices[self.layout[k].device_index(t, len(self.all_devices))]
@@ -420,13 +426,12 @@ class GroupRunner:
         self._notify("before_iteration")
         if self._stop_requested:
             return
-        depth = 2 if any(p.device is None for p in self.layout) else 1
         pending: deque = deque()  # dispatched iterations, oldest first: per program (state, m)
         frontier, t_next = self.shards, self.iteration + 1  # what the next dispatch starts from
 
         def dispatch_ahead():
             nonlocal frontier, t_next
-            while (len(pending) < depth and t_next <= self.cfg.num_iterations
+            while (len(pending) < self.depth and t_next <= self.cfg.num_iterations
                    and self._stop_signal is None):
                 pending.append(self.iterate(frontier, t_next))  # speculative until committed
                 frontier = [s for s, _ in pending[-1]]
