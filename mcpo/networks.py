@@ -36,8 +36,29 @@ import gymnasium as gym
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.custom_batching import sequential_vmap
 
 from mcpo.distributions import Categorical, DiagGaussian, Distribution
+
+
+def one_matrix_at_a_time(fn):
+    """`fn` (a LAPACK call: QR, eigh), which under `jax.vmap` loops over the batch one matrix
+    at a time instead of making one batched call. Why: jaxlib's CPU LAPACK kernels split a
+    large enough batch over XLA's intra-op thread pool and wait for the pieces from inside
+    that pool (`ParallelBatchMap`); when two such calls run at once -- XLA runs independent
+    ops of a program side by side, or two devices' programs share the pool -- on a pool of
+    two threads, both threads wait and nobody runs the pieces: the process deadlocks at 0 %
+    CPU (jax 0.10.2, native stacks in docs/design.md §3.1). A vmapped group of seeds is what
+    makes these calls batched; unbatched, a kernel runs inline on its thread. The numbers are
+    the same either way (each matrix goes through the same LAPACK routine)."""
+    return sequential_vmap(fn)
+
+
+def orthogonal(gain: float):
+    """`jax.nn.initializers.orthogonal(gain)`, its QR `one_matrix_at_a_time` over seeds."""
+    init = jax.nn.initializers.orthogonal(gain)
+    return lambda key, shape, dtype=jnp.float32: one_matrix_at_a_time(
+        lambda k: init(k, shape, dtype))(key)
 
 
 def init_mlp(key, sizes: tuple[int, ...], out_gain: float, hidden_gain: float = math.sqrt(2.0)):
@@ -46,7 +67,7 @@ def init_mlp(key, sizes: tuple[int, ...], out_gain: float, hidden_gain: float = 
     keys = jax.random.split(key, len(sizes) - 1)
     for i, (k, n_in, n_out) in enumerate(zip(keys, sizes[:-1], sizes[1:])):
         gain = out_gain if i == len(sizes) - 2 else hidden_gain
-        w = jax.nn.initializers.orthogonal(gain)(k, (n_in, n_out), jnp.float32)
+        w = orthogonal(gain)(k, (n_in, n_out), jnp.float32)
         layers.append({"w": w, "b": jnp.zeros((n_out,), jnp.float32)})
     return layers
 
@@ -255,7 +276,7 @@ NATURE_HIDDEN = 512
 
 
 def _dense_init(key, n_in, n_out, gain):
-    return {"w": jax.nn.initializers.orthogonal(gain)(key, (n_in, n_out), jnp.float32),
+    return {"w": orthogonal(gain)(key, (n_in, n_out), jnp.float32),
             "b": jnp.zeros((n_out,), jnp.float32)}
 
 
@@ -338,7 +359,7 @@ class NatureCNNActorCritic:
         gain = math.sqrt(2.0)
         conv, c_in = [], self.obs_shape[0]
         for k, (c_out, size, _) in zip(keys, NATURE_CONVS):
-            w = jax.nn.initializers.orthogonal(gain)(k, (size, size, c_in, c_out), jnp.float32)
+            w = orthogonal(gain)(k, (size, size, c_in, c_out), jnp.float32)
             conv.append({"w": w, "b": jnp.zeros((c_out,), jnp.float32)})
             c_in = c_out
         h, w = self.feature_map

@@ -42,6 +42,27 @@ CARTPOLE_SOLVED = 195.0
 PENDULUM_MIN_GAIN = 250.0
 
 
+# jax primitives that jaxlib's CPU runtime computes with LAPACK kernels (FFI custom calls)
+LAPACK_PRIMITIVES = {"qr", "householder_product", "geqrf", "geqp3", "eigh", "eig", "svd",
+                     "cholesky", "lu", "triangular_solve", "schur", "hessenberg", "tridiagonal",
+                     "tridiagonal_solve"}
+
+
+def lapack_operands(jaxpr) -> list[tuple[str, tuple]]:
+    """(primitive, operand shape) of every LAPACK-backed primitive in a (closed) jaxpr and in
+    the jaxprs nested in its equations (jit, scan, cond, custom_vmap ...)."""
+    jaxpr = getattr(jaxpr, "jaxpr", jaxpr)
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name in LAPACK_PRIMITIVES:
+            found.append((eqn.primitive.name, tuple(eqn.invars[0].aval.shape)))
+        for p in eqn.params.values():
+            for sub in (p if isinstance(p, (list, tuple)) else [p]):
+                if hasattr(sub, "eqns") or hasattr(getattr(sub, "jaxpr", None), "eqns"):
+                    found += lapack_operands(sub)
+    return found
+
+
 def quick_train(run_dir, algo: str, preset: dict, algo_config=None, **overrides):
     """Train with a preset (seed 1 unless overridden); returns (RunResult, metrics rows)."""
     cfg = mcpo.TrainConfig(algo=algo, run_dir=str(run_dir), progress=False, tensorboard=False,

@@ -19,7 +19,7 @@ import numpy as np
 import pytest
 
 import mcpo
-from conftest import CARTPOLE_QUICK, cartpole_solved
+from conftest import CARTPOLE_QUICK, cartpole_solved, lapack_operands
 import mcpo.api
 from mcpo.algos import ALGOS
 from mcpo.checkpoint import load_checkpoint
@@ -191,7 +191,10 @@ def test_episode_statistics_and_recent_100_match_a_deque(success):
 @pytest.mark.parametrize("algo", list(ALGOS))
 def test_every_method_traces_inside_the_vmapped_jitted_loop(algo):
     """Each method's own update runs inside the jitted, vmapped iteration as is (TRPO's line
-    search and CG are lax loops; nothing needs the host)."""
+    search and CG are lax loops; nothing needs the host), and no LAPACK call in it is batched
+    over the seeds: vmapped, the orthogonal init's QR and ACKTR's eigh run one matrix at a
+    time (mcpo.networks.one_matrix_at_a_time; a batched call can deadlock XLA's CPU thread
+    pool, docs/design.md §3.1)."""
     cfg = mcpo.make_config(algo, "Pendulum-v1", backend="gymnax", num_envs=2, num_steps=32,
                            num_minibatches=2, update_epochs=1, total_timesteps=64)
     env = make_jax_env("gymnax", "Pendulum-v1")
@@ -202,6 +205,32 @@ def test_every_method_traces_inside_the_vmapped_jitted_loop(algo):
     new, metrics = jax.eval_shape(jax.vmap(loop.iteration), state)
     assert jax.tree.structure(new) == jax.tree.structure(state)
     assert metrics["stats"]["value_loss"].shape == (2,)
+    calls = (lapack_operands(jax.make_jaxpr(jax.vmap(loop.init))(keys))
+             + lapack_operands(jax.make_jaxpr(jax.vmap(loop.iteration))(state)))
+    assert ("qr", (64, 64)) in calls  # the hidden layers' orthogonal init
+    if algo == "acktr":
+        assert any(name == "eigh" for name, _ in calls)
+    assert all(len(shape) == 2 for _, shape in calls), calls
+
+
+@pytest.mark.parametrize("kind,obs_shape", [("mlp", (3,)), ("minigrid", (7, 7, 3)),
+                                            ("nature-cnn", (4, 84, 84))])
+def test_a_vmapped_init_runs_each_seeds_qr_alone_with_the_same_numbers(kind, obs_shape):
+    """Every network's init, vmapped over seeds, calls QR on one matrix at a time and gives
+    each seed exactly the parameters it gets alone."""
+    import gymnasium as gym
+
+    space = (gym.spaces.Box(-1.0, 1.0, obs_shape, np.float32) if kind == "mlp"
+             else gym.spaces.Box(0, 255, obs_shape, np.uint8))
+    policy = make_policy(space, gym.spaces.Discrete(4), (64, 64), kind)
+    keys = jnp.stack([jax.random.PRNGKey(s) for s in (0, 1, 2)])
+    calls = lapack_operands(jax.make_jaxpr(jax.vmap(policy.init))(keys))
+    assert calls and all(name == "qr" and len(shape) == 2 for name, shape in calls), calls
+    together = jax.jit(jax.vmap(policy.init))(keys)
+    for i, k in enumerate(keys):
+        alone = jax.jit(policy.init)(k)
+        for a, b in zip(jax.tree.leaves(alone), jax.tree.leaves(together)):
+            np.testing.assert_array_equal(a, b[i])
 
 
 def test_the_unrolled_threefry_lowering_gives_the_same_iteration_bit_for_bit():
@@ -567,13 +596,21 @@ def test_a_signal_checkpoints_the_whole_group_and_the_group_resumes(tmp_path):
         assert [int(r["iteration"]) for r in rows] == list(range(1, 301))
 
 
-def test_acktr_refuses_a_vmapped_group_before_writing_anything(tmp_path, capsys):
-    """ACKTR's eigh deadlocks XLA's CPU runtime when vmapped over seeds: a clear error (exit 2)
-    instead of a hang, and no run directory; one seed still trains on the backend."""
-    code = main(["train", "--backend", "gymnax", "--algo", "acktr", "--env-id", "Pendulum-v1",
-                 "--seeds", "1,2", "--total-timesteps", "512", "--no-progress",
-                 "--run-dir", str(tmp_path / "g" / "s{seed}")])
-    assert code == 2
-    err = capsys.readouterr().err
-    assert "--algo acktr cannot train several seeds" in err and "--seed" in err
-    assert not (tmp_path / "g").exists()
+def test_acktr_trains_as_a_vmapped_group_and_each_seed_matches_it_alone(tmp_path):
+    """ACKTR's eigendecompositions, batched over vmapped seeds, deadlocked XLA's CPU runtime
+    (until 2026-12-06 `--seeds` refused ACKTR); one matrix at a time they run: 2 seeds train
+    as one group, differ, and each matches the seed trained alone to float tolerance over
+    the first iterations."""
+    cfg = mcpo.make_config("acktr", "Pendulum-v1", backend="gymnax", num_envs=2, num_steps=64,
+                           progress=False, tensorboard=False, eval_episodes=0,
+                           total_timesteps=3 * 128)
+    results = mcpo.train(cfg.replace(run_dir=str(tmp_path / "g")), seeds=[1, 2])
+    assert [r.seed for r in results] == [1, 2] and all(r.complete for r in results)
+    runs = {s: _rows(tmp_path / "g" / f"Pendulum-v1__acktr__{s}") for s in (1, 2)}
+    assert runs[1][0]["ep_return_mean"] != runs[2][0]["ep_return_mean"]
+    mcpo.train(cfg.replace(run_dir=str(tmp_path / "alone"), seed=2))
+    rows = _rows(tmp_path / "alone")
+    assert len(rows) == len(runs[2]) == 3
+    for a, b in zip(rows[:2], runs[2][:2]):
+        for k in ("ep_return_mean", "policy_loss", "value_loss", "entropy"):
+            np.testing.assert_allclose(a[k], b[k], rtol=1e-3, atol=1e-5, err_msg=k)

@@ -45,7 +45,7 @@ import jax.numpy as jnp
 from mcpo.algos.a2c import a2c_loss, require_one_step_per_batch
 from mcpo.algos.common import AlgoSpec, TrainState, batch_diagnostics
 from mcpo.distributions import DiagGaussian
-from mcpo.networks import MLPActorCritic
+from mcpo.networks import MLPActorCritic, one_matrix_at_a_time
 from mcpo.types import ConfigError, param
 
 
@@ -160,12 +160,17 @@ def kronecker_factors(g_blocks, abar_blocks):
     return jax.tree.map(second_moment, abar_blocks), jax.tree.map(second_moment, g_blocks)
 
 
+# eigh one matrix at a time when the update is vmapped over seeds: batched, jaxlib's LAPACK
+# kernel can deadlock XLA's CPU thread pool (mcpo.networks.one_matrix_at_a_time)
+_eigh = one_matrix_at_a_time(lambda m: jnp.linalg.eigh(m))
+
+
 def precondition(grad, A, G, damping: float):
     """(A (x) G + damping I)^-1 vec(grad) for grad of shape (in+1, out) (row-major vec),
     exactly: with A = Q_A diag(e_A) Q_A^T and G = Q_G diag(e_G) Q_G^T, A (x) G + damping I has
     eigenvectors Q_A (x) Q_G and eigenvalues e_A e_G^T + damping."""
-    e_a, q_a = jnp.linalg.eigh(A)
-    e_g, q_g = jnp.linalg.eigh(G)
+    e_a, q_a = _eigh(A)
+    e_g, q_g = _eigh(G)
     e = jnp.maximum(e_a, 0.0)[:, None] * jnp.maximum(e_g, 0.0)[None, :]
     return q_a @ ((q_a.T @ grad @ q_g) / (e + damping)) @ q_g.T
 

@@ -19,7 +19,7 @@ from mcpo.experiments.progress import Progress, duration
 from mcpo.experiments.spec import Run, Spec
 from mcpo.experiments.sweepdir import SweepDir, check_out, now
 from mcpo.jaxenv.registry import is_jax_backend
-from mcpo.jaxenv.runner import PER_SEED, shard_bounds, vmappable
+from mcpo.jaxenv.runner import PER_SEED, shard_bounds
 from mcpo.provenance import mcpo_version
 from mcpo.rundir import RESULT, find_checkpoint, is_run_dir, snapshots
 from mcpo.types import CheckpointError, ConfigError
@@ -78,8 +78,7 @@ def group_seeds(jobs: list[dict], new: set[str], workers: int = 1) -> list[dict]
     """On a pure-JAX backend the new runs of one setting (configs equal but for seed and run
     directory) become one group job, trained together in one process (vmapped); runs that
     already have a directory (resumable or started) stay single jobs and continue alone.
-    W&B tracking keeps every run single (one W&B run per process), as do methods that cannot
-    be vmapped (mcpo.jaxenv.runner.NOT_VMAPPABLE, BACKEND_NOT_VMAPPABLE).
+    W&B tracking keeps every run single (one W&B run per process).
 
     With fewer jobs than `workers`, groups are cut into consecutive chunks of their seeds
     (sizes as even as `shard_bounds` makes them, the biggest chunks cut first) until every
@@ -89,8 +88,7 @@ def group_seeds(jobs: list[dict], new: set[str], workers: int = 1) -> list[dict]
     out, groups = [], {}
     for job in jobs:
         cfg = job["config"]
-        if (job["name"] not in new or job.get("track") or not is_jax_backend(cfg["backend"])
-                or not vmappable(cfg["algo"], cfg["backend"])):
+        if job["name"] not in new or job.get("track") or not is_jax_backend(cfg["backend"]):
             out.append(job)
             continue
         key = json.dumps({k: v for k, v in cfg.items() if k not in PER_SEED}, sort_keys=True)

@@ -73,24 +73,12 @@ SUCCESS_COLUMNS = ("success_rate", "recent_success")  # MiniGrid tasks, as the G
 _SEP = ", "
 
 
-# Methods whose update cannot run vmapped over seeds here: ACKTR's eigendecompositions
-# (jnp.linalg.eigh of the K-FAC factors) deadlock XLA's CPU runtime when the iteration is
-# vmapped over 2+ seeds (jax/jaxlib 0.10.2: every thread waits on a futex at 0% CPU, no
-# iteration finishes); one seed runs. Measured 2026-12-02; re-test on a jax upgrade.
-NOT_VMAPPABLE = {"acktr": "its K-FAC eigendecompositions deadlock XLA's CPU runtime when "
-                          "vmapped over seeds"}
-# Backends whose envs cannot run vmapped over seeds here: xminigrid's MiniGrid tasks with any
-# method's update, vmapped over 2 seeds, leave XLA's CPU runtime deadlocked (0% CPU, the first
-# iteration never returns) in 6 of 8 tries, with or without single-threaded XLA flags; the env
-# alone vmapped over seeds, and one seed with the update, run (jax 0.10.2, xminigrid 0.9.3,
-# measured 2026-12-02). One seed per process until a jax upgrade fixes it; re-test then.
-BACKEND_NOT_VMAPPABLE = {"xminigrid": "its environments with an update, vmapped over seeds, "
-                                      "deadlock XLA's CPU runtime (jax 0.10.2)"}
-
-
-def vmappable(algo: str, backend: str = "gymnax") -> bool:
-    """Can seeds of this method on this backend train vmapped in one process?"""
-    return algo not in NOT_VMAPPABLE and backend not in BACKEND_NOT_VMAPPABLE
+# Vmapped groups once deadlocked XLA's CPU runtime at their start: ACKTR's eigh on every try,
+# xminigrid's envs in 6 of 8, gymnax MCPO in ~1 of 10. Native stacks showed why: jaxlib's
+# LAPACK kernels (the orthogonal init's QR, ACKTR's eigh), batched over seeds, split the batch
+# over XLA's intra-op pool and wait for it from inside the pool; two at once on a 2-thread
+# pool wait forever. They now run one matrix at a time (mcpo.networks.one_matrix_at_a_time),
+# so every method and backend trains vmapped (docs/design.md §3.1); the watchdog stays.
 
 
 def check_group(cfgs: Sequence[TrainConfig]) -> None:
@@ -103,13 +91,6 @@ def check_group(cfgs: Sequence[TrainConfig]) -> None:
         raise ConfigError(f"Training several seeds in one process needs a pure-JAX backend "
                           f"(--backend gymnax); --backend {first.backend} trains one seed per "
                           f"process.")
-    if len(cfgs) > 1 and not vmappable(first.algo, first.backend):
-        who, why = ((f"--algo {first.algo}", NOT_VMAPPABLE[first.algo])
-                    if first.algo in NOT_VMAPPABLE
-                    else (f"--backend {first.backend}", BACKEND_NOT_VMAPPABLE[first.backend]))
-        raise ConfigError(f"{who} cannot train several seeds in one process: {why}. Train its "
-                          f"seeds one at a time (--seed N, or --seeds with one seed), or use "
-                          f"--backend gymnasium.")
     base = {k: v for k, v in first.to_dict().items() if k not in PER_SEED}
     for c in cfgs[1:]:
         d = {k: v for k, v in c.to_dict().items() if k not in PER_SEED}
@@ -193,7 +174,7 @@ class GroupRunner:
         self.devices = [all_devices[p.device_index(1, len(all_devices))] for p in self.layout]
         self.loops = {batched: Loop(cfg, ALGOS[cfg.algo], self.policy, self.env,
                                     RECENT_EPISODES, success=self.success, batched=batched)
-                      for batched in sorted({p.b - p.a > 1 for p in self.layout})}
+                      for batched in sorted({p.batched for p in self.layout})}
         self.loop = next(iter(self.loops.values()))  # init and the state's structure: any
         keys = jnp.stack([jax.random.PRNGKey(c.seed) for c in self.cfgs])
         init = {batched: jax.jit(_over_seeds(batched)(loop.init))
@@ -202,8 +183,8 @@ class GroupRunner:
         # bound to its device; see docs/design.md §3.1 for why it is not loaded on the others)
         self._steps = {batched: jax.jit(_over_seeds(batched)(loop.iteration))
                        for batched, loop in self.loops.items()}
-        self.shards: list[LoopState] = [init[b - a > 1](jax.device_put(keys[a:b], d))
-                                        for (a, b), d in zip(self.bounds, self.devices)]
+        self.shards: list[LoopState] = [init[p.batched](jax.device_put(keys[p.a:p.b], d))
+                                        for p, d in zip(self.layout, self.devices)]
         self.members = [Member(self, i) for i in range(self.G)]
         self.iteration = 0
         self.global_step = 0
@@ -244,13 +225,12 @@ class GroupRunner:
     def functions(self, k: int) -> tuple[Loop, object]:
         """Program k's Loop and how it runs over the program's seeds (vmap, or one seed's
         own functions)."""
-        batched = self.bounds[k][1] - self.bounds[k][0] > 1
+        batched = self.layout[k].batched
         return self.loops[batched], _over_seeds(batched)
 
     def step_function(self, k: int):
         """Program k's jitted iteration (of its shard's state, on the device holding it)."""
-        a, b = self.bounds[k]
-        return self._steps[b - a > 1]
+        return self._steps[self.layout[k].batched]
 
     @property
     def depth(self) -> int:
@@ -567,6 +547,11 @@ class Program(NamedTuple):
     b: int
     device: int | None
     turn: int = 0
+
+    @property
+    def batched(self) -> bool:
+        """Whether the program is vmapped (more than one seed)."""
+        return self.b - self.a > 1
 
     def device_index(self, t: int, devices: int) -> int:
         """The index of the device that runs iteration t (1-based) of this program."""
