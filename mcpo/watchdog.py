@@ -1,7 +1,9 @@
 """A watchdog for computations that can deadlock: XLA's CPU runtime, with vmapped seeds on
-jax 0.10.2, now and then never finishes an iteration — every thread waits on a futex, the
-process uses no CPU, and without a watchdog it waits forever (docs/design.md §3.1; measured
-with `--backend gymnax --seeds` for MCPO: 1 start in 10 hung).
+jax 0.10.2, sometimes never finished an iteration — every thread waits on a futex, the process
+uses no CPU, and without a watchdog it waits forever (docs/design.md §3.1; measured with
+`--backend gymnax --seeds` for MCPO: 1 start in 10 hung). The cause found, jaxlib's batched
+LAPACK kernels waiting on XLA's own thread pool, is avoided since 2026-12-06
+(mcpo.networks.one_matrix_at_a_time); the watchdog stays for any other.
 
 A deadlocked process and a slow one differ in CPU use, not in wall time: a compile or a long
 iteration keeps the CPU busy, a deadlock does not. The watchdog samples the process's CPU time

@@ -610,9 +610,10 @@ def hang_guard(run_dirs: Sequence[Path], seconds: float | None = None) -> HangWa
 
 def _hang_message(seconds: float) -> str:
     return (f"\nmcpo: no progress and no CPU use for {seconds:g} s: XLA's CPU "
-            f"runtime has deadlocked (seen with vmapped seeds on jax 0.10.2, "
-            f"docs/design.md §3.1). Nothing written is lost: each run directory keeps its "
-            f"last checkpoint.")
+            f"runtime has deadlocked (the known cause, batched LAPACK calls in vmapped "
+            f"seeds, is avoided; docs/design.md §3.1 shows how to take the native stacks "
+            f"that would find this one). Nothing written is lost: each run directory keeps "
+            f"its last checkpoint.")
 
 
 def _retry_command(run_dirs: Sequence[Path]) -> list[str] | None:
