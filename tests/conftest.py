@@ -63,6 +63,16 @@ def lapack_operands(jaxpr) -> list[tuple[str, tuple]]:
     return found
 
 
+def vmapped_lapack_calls(loop, keys) -> list[tuple[str, tuple]]:
+    """`lapack_operands` of a training Loop's init and iteration, vmapped over `keys` (one
+    per seed), as a group runs them."""
+    import jax
+
+    state = jax.eval_shape(jax.vmap(loop.init), keys)
+    return (lapack_operands(jax.make_jaxpr(jax.vmap(loop.init))(keys))
+            + lapack_operands(jax.make_jaxpr(jax.vmap(loop.iteration))(state)))
+
+
 def quick_train(run_dir, algo: str, preset: dict, algo_config=None, **overrides):
     """Train with a preset (seed 1 unless overridden); returns (RunResult, metrics rows)."""
     cfg = mcpo.TrainConfig(algo=algo, run_dir=str(run_dir), progress=False, tensorboard=False,

@@ -22,7 +22,7 @@ from mcpo.logger import read_metrics
 from mcpo.networks import make_policy
 from mcpo.types import ConfigError
 
-from conftest import lapack_operands
+from conftest import vmapped_lapack_calls
 
 AHEAD_TILE = (5 * 7 + 3) * 2  # the cell in front of the agent (egocentric view, agent at row 6)
 WALL, FORWARD, RIGHT, LEFT = 2, 0, 1, 2
@@ -146,10 +146,7 @@ def test_seeds_train_as_one_vmapped_group(tmp_path, capsys):
     policy = make_policy(env.observation_space, env.action_space, cfg.hidden_sizes,
                          env.network_kind)
     loop = Loop(cfg, ALGOS["ppo"], policy, env, 100, success=True)
-    keys = jnp.stack([jax.random.PRNGKey(s) for s in (0, 1)])
-    state = jax.eval_shape(jax.vmap(loop.init), keys)
-    calls = (lapack_operands(jax.make_jaxpr(jax.vmap(loop.init))(keys))
-             + lapack_operands(jax.make_jaxpr(jax.vmap(loop.iteration))(state)))
+    calls = vmapped_lapack_calls(loop, jnp.stack([jax.random.PRNGKey(s) for s in (0, 1)]))
     assert calls and all(len(shape) == 2 for _, shape in calls), calls
 
     code = main(["train", "--backend", "xminigrid", "--env-id", "MiniGrid-Unlock",

@@ -161,7 +161,8 @@ def kronecker_factors(g_blocks, abar_blocks):
 
 
 # eigh one matrix at a time when the update is vmapped over seeds: batched, jaxlib's LAPACK
-# kernel can deadlock XLA's CPU thread pool (mcpo.networks.one_matrix_at_a_time)
+# kernel can deadlock XLA's CPU thread pool (mcpo.networks.one_matrix_at_a_time). A lambda:
+# sequential_vmap cannot take jnp.linalg.eigh itself, whose keyword options are static.
 _eigh = one_matrix_at_a_time(lambda m: jnp.linalg.eigh(m))
 
 
