@@ -18,6 +18,8 @@ and SB3 configured to match). Per env and system, 1 seed and 5 seeds:
     python benchmarks/jax_backend.py --json bench_jax.json \
         --rejax-python /work/wt/gymnax-rejax-venv/bin/python
     python benchmarks/jax_backend.py --full-run    # + MCPO and rejax PPO, 5 seeds x 1M each
+    python benchmarks/jax_backend.py --paired-rounds 5 --rejax-python ...  # 1-seed PPO only,
+                                                   # ours and rejax alternating
 
 "steady" steps/s leave out the first iteration (our JIT compile; rejax: its compile is
 separate); "incl. start" divides by the wall time of the whole process or call.
@@ -248,6 +250,21 @@ def full_run(python: str | None) -> list[dict]:
     return out
 
 
+def paired_one_seed(python: str, env_id: str, rounds: int, steps: int) -> dict:
+    """Our PPO and rejax PPO, one seed each, alternating `rounds` times (ours first, then
+    rejax, in every round), so that both see the same machine: the issue-13 ratio without
+    the order effects of the sitting above (where rejax runs right after the 5-process rows)."""
+    ours_sps, rejax_sps = [], []
+    for _ in range(rounds):
+        ours_sps.append(ours("ppo", env_id, "gymnax", [0], steps)["steady_sps"])
+        rejax_sps.append(rejax(python, env_id, 1, steps)["steady_sps"])
+    ratios = [a / b for a, b in zip(ours_sps, rejax_sps)]
+    return {"system": f"paired 1-seed PPO, ours / rejax, {rounds} rounds", "env_id": env_id,
+            "seeds": 1, "ours_sps": ours_sps, "rejax_sps": rejax_sps, "ratios": ratios,
+            "ratio_median": statistics.median(ratios),
+            "ratio_of_medians": statistics.median(ours_sps) / statistics.median(rejax_sps)}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--envs", nargs="+", default=["Pendulum-v1", "CartPole-v1"])
@@ -258,6 +275,9 @@ def main() -> None:
     p.add_argument("--no-sb3", action="store_true")
     p.add_argument("--full-run", action="store_true")
     p.add_argument("--json", default=None)
+    p.add_argument("--paired-rounds", type=int, default=0, metavar="N",
+                   help="only the paired 1-seed PPO comparison with rejax (needs "
+                   "--rejax-python): N alternating rounds per env")
     a = p.parse_args()
     # One CPU device per core, as `mcpo train` gives a group (mcpo.xla_threads.split_devices;
     # a one-seed run stays on one device).
@@ -268,6 +288,14 @@ def main() -> None:
         rows.append(r)
         print(json.dumps(r), flush=True)
 
+    if a.paired_rounds:
+        if not a.rejax_python:
+            p.error("--paired-rounds needs --rejax-python")
+        for env_id in a.envs:
+            add(paired_one_seed(a.rejax_python, env_id, a.paired_rounds, a.steps))
+        if a.json:
+            Path(a.json).write_text(json.dumps(rows, indent=1) + "\n")
+        return
     for env_id in a.envs:
         for algo in ("ppo", "mcpo"):
             add(ours(algo, env_id, "gymnax", [0], a.steps))
