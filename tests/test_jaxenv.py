@@ -599,17 +599,23 @@ def test_acktr_trains_as_a_vmapped_group_and_each_seed_matches_it_alone(tmp_path
     """ACKTR's eigendecompositions, batched over vmapped seeds, deadlocked XLA's CPU runtime
     (until 2026-12-06 `--seeds` refused ACKTR); one matrix at a time they run: 2 seeds train
     as one group, differ, and each matches the seed trained alone to float tolerance over
-    the first iterations."""
+    the first iterations; the group resumes from its snapshot exactly (K-FAC's factor
+    statistics and step count are part of the vmapped state)."""
     cfg = mcpo.make_config("acktr", "Pendulum-v1", backend="gymnax", num_envs=2, num_steps=64,
                            progress=False, tensorboard=False, eval_episodes=0,
-                           total_timesteps=3 * 128)
+                           total_timesteps=4 * 128, snapshots=2)
     results = mcpo.train(cfg.replace(run_dir=str(tmp_path / "g")), seeds=[1, 2])
     assert [r.seed for r in results] == [1, 2] and all(r.complete for r in results)
-    runs = {s: _rows(tmp_path / "g" / f"Pendulum-v1__acktr__{s}") for s in (1, 2)}
+    names = [f"Pendulum-v1__acktr__{s}" for s in (1, 2)]
+    runs = {s: _rows(tmp_path / "g" / n) for s, n in zip((1, 2), names)}
     assert runs[1][0]["ep_return_mean"] != runs[2][0]["ep_return_mean"]
     mcpo.train(cfg.replace(run_dir=str(tmp_path / "alone"), seed=2))
     rows = _rows(tmp_path / "alone")
-    assert len(rows) == len(runs[2]) == 3
+    assert len(rows) == len(runs[2]) == 4
     for a, b in zip(rows[:2], runs[2][:2]):
         for k in ("ep_return_mean", "policy_loss", "value_loss", "entropy"):
             np.testing.assert_allclose(a[k], b[k], rtol=1e-3, atol=1e-5, err_msg=k)
+    shutil.copytree(tmp_path / "g", tmp_path / "r")
+    mcpo.resume([tmp_path / "r" / n for n in names], resume_from="step_000000000256.ckpt")
+    for s, n in zip((1, 2), names):
+        np.testing.assert_equal(_rows(tmp_path / "r" / n), runs[s])
