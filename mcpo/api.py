@@ -51,7 +51,8 @@ def train(config: TrainConfig | None = None, *, seeds: Sequence[int] | None = No
           overwrite: bool = False, callbacks: Sequence[Callback] = (),
           command: list[str] | None = None, **overrides):
     """Train a run (a RunResult), or with `seeds` one run per seed trained together in one
-    process on a pure-JAX backend (a list of RunResults, in the order of `seeds`)."""
+    process on a pure-JAX backend (a list of RunResults, in the order of `seeds`; each run's
+    config is `config` with that seed, so `config.seed` itself is not used)."""
     cfg = config if config is not None else TrainConfig()
     if overrides:
         cfg = cfg.replace(**overrides)

@@ -274,6 +274,9 @@ def cmd_train(ns, argv: list[str], own_process: bool = False) -> int:
         else:
             if ns.resume_from:
                 raise ConfigError("--resume-from needs --resume DIR (the run to continue).")
+            if ns.seeds is not None and "seed" in vars(ns):  # vars(ns): the flags given
+                raise ConfigError("--seed and --seeds cannot be given together: --seeds lists "
+                                  "every seed of the group.")
             result = train(config_from_args(ns), seeds=ns.seeds, overwrite=ns.overwrite,
                            callbacks=callbacks, command=["mcpo", *argv])
         results = result if isinstance(result, list) else [result]

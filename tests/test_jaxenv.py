@@ -513,6 +513,9 @@ def test_cli_seeds_and_refusals(tmp_path, capsys):
     assert "needs a pure-JAX backend" in capsys.readouterr().err
     assert main(args + ["--backend", "gymnax", "--seeds", "4,4"]) == 2
     assert "seed twice" in capsys.readouterr().err
+    assert main(args + ["--backend", "gymnax", "--seeds", "1,2", "--seed", "3",
+                        "--run-dir", str(tmp_path / "x{seed}")]) == 2
+    assert "--seed and --seeds cannot be given together" in capsys.readouterr().err
     assert not any(tmp_path.iterdir())
     run = str(tmp_path / "s{seed}")
     assert main(args + ["--backend", "gymnax", "--seeds", "5,6,7", "--run-dir", run]) == 0
