@@ -279,6 +279,8 @@ def main() -> None:
                    help="only the paired 1-seed PPO comparison with rejax (needs "
                    "--rejax-python): N alternating rounds per env")
     a = p.parse_args()
+    if a.paired_rounds and not a.rejax_python:
+        p.error("--paired-rounds needs --rejax-python")
     # One CPU device per core, as `mcpo train` gives a group (mcpo.xla_threads.split_devices;
     # a one-seed run stays on one device).
     xla_threads.split_devices(xla_threads.usable_cores())
@@ -289,28 +291,24 @@ def main() -> None:
         print(json.dumps(r), flush=True)
 
     if a.paired_rounds:
-        if not a.rejax_python:
-            p.error("--paired-rounds needs --rejax-python")
         for env_id in a.envs:
             add(paired_one_seed(a.rejax_python, env_id, a.paired_rounds, a.steps))
-        if a.json:
-            Path(a.json).write_text(json.dumps(rows, indent=1) + "\n")
-        return
-    for env_id in a.envs:
-        for algo in ("ppo", "mcpo"):
-            add(ours(algo, env_id, "gymnax", [0], a.steps))
-            add(ours(algo, env_id, "gymnax", [0, 1, 2, 3, 4], a.steps))
-            add(ours(algo, env_id, "gymnasium", [0], a.steps))
-            add(ours_gymnasium_processes(algo, env_id, 5, a.steps))
-        if a.rejax_python:
-            add(rejax(a.rejax_python, env_id, 1, a.steps))
-            add(rejax(a.rejax_python, env_id, 5, a.steps))
-        if not a.no_sb3:
-            add(sb3(env_id, 1, a.sb3_steps))
-            add(sb3(env_id, 5, a.sb3_steps))
-    if a.full_run:
-        for r in full_run(a.rejax_python):
-            add(r)
+    else:
+        for env_id in a.envs:
+            for algo in ("ppo", "mcpo"):
+                add(ours(algo, env_id, "gymnax", [0], a.steps))
+                add(ours(algo, env_id, "gymnax", [0, 1, 2, 3, 4], a.steps))
+                add(ours(algo, env_id, "gymnasium", [0], a.steps))
+                add(ours_gymnasium_processes(algo, env_id, 5, a.steps))
+            if a.rejax_python:
+                add(rejax(a.rejax_python, env_id, 1, a.steps))
+                add(rejax(a.rejax_python, env_id, 5, a.steps))
+            if not a.no_sb3:
+                add(sb3(env_id, 1, a.sb3_steps))
+                add(sb3(env_id, 5, a.sb3_steps))
+        if a.full_run:
+            for r in full_run(a.rejax_python):
+                add(r)
     if a.json:
         Path(a.json).write_text(json.dumps(rows, indent=1) + "\n")
 
