@@ -32,8 +32,24 @@ EVAL_DETERMINISTIC = {"deterministic": (True,), "sampled": (False,), "both": (Tr
 MAX_BATCH = 2**24  # samples per rollout batch (T x E); beyond this the buffers alone are GBs
 
 
+class RolloutSizes:
+    """The sizes derived from num_envs, num_steps and num_minibatches (TrainConfig and the
+    bench's EnvSetting both have these fields)."""
+    num_envs: int
+    num_steps: int
+    num_minibatches: int
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+
 @dataclass(frozen=True)
-class TrainConfig:
+class TrainConfig(RolloutSizes):
     """Everything a run needs; `config.json` in the run directory is this, serialized."""
 
     # Added after the first run-directory format (a config.json without them is complete).
@@ -111,15 +127,7 @@ class TrainConfig:
             object.__setattr__(self, "algo_config", config_from_dict(spec.config_cls,
                                                                      self.algo_config))
 
-    # Derived sizes -------------------------------------------------------------------------
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def minibatch_size(self) -> int:
-        return self.batch_size // self.num_minibatches
-
+    # Derived sizes (batch_size, minibatch_size: RolloutSizes) -------------------------------
     @property
     def num_iterations(self) -> int:
         return self.total_timesteps // self.batch_size

@@ -8,7 +8,7 @@ from typing import Mapping
 
 from mcpo import xla_threads
 from mcpo.algos.common import MAX_OPTIMIZER_STEPS
-from mcpo.config import MAX_BATCH, TrainConfig
+from mcpo.config import MAX_BATCH, RolloutSizes, TrainConfig
 from mcpo.envs import ENVPOOL, env_family
 from mcpo.presets import make_config
 from mcpo.types import MAX_TIMESTEPS, SEED_MAX, ConfigError, check_fields, param
@@ -44,7 +44,7 @@ def targets_for(env_id: str) -> dict[str, float]:
 
 
 @dataclass(frozen=True)
-class EnvSetting:
+class EnvSetting(RolloutSizes):
     """One env's setting, the same for every system measured on it: the sizes and networks of
     our PPO run there (the family preset, what `mcpo train --algo ppo --env-id ENV` uses, with
     the bench's size flags over it), the network kind our runs build (mcpo.envs.network_kind)
@@ -63,14 +63,6 @@ class EnvSetting:
     network: str
     flags: tuple[str, ...]       # the size fields given as flags, over the preset's
     targets: Mapping[str, float]
-
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.num_steps
-
-    @property
-    def minibatch_size(self) -> int:
-        return self.batch_size // self.num_minibatches
 
 
 def _sizes(cfg: TrainConfig) -> tuple[int, ...]:
