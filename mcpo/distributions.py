@@ -7,7 +7,9 @@ sampling distribution and any KL[pi_old || pi] is computed in closed form per st
   stored per state, which keeps every policy -- theta, theta_old, psi -- the same shape).
 * `Categorical`: ``logits (n)``.
 
-All methods are pure jnp functions over a leading batch shape.
+All methods are pure jnp functions over a leading batch shape. Sampling is split in two,
+`sample(key, p) = sample_from(p, noise(key, batch_shape))`, so that a rollout can draw every
+step's noise before its scan in one batched call (mcpo.jaxenv.loop) and get the same actions.
 """
 
 from __future__ import annotations
@@ -50,9 +52,16 @@ class DiagGaussian:
         t = jnp.square((mp - mq) * jnp.exp(-lsq))
         return jnp.sum(lsq - lsp + 0.5 * (var_ratio + t) - 0.5, axis=-1)
 
-    def sample(self, key, p):
+    def noise(self, key, batch_shape):
+        """Standard normal draws, (*batch_shape, act_dim)."""
+        return jax.random.normal(key, (*batch_shape, self.act_dim), jnp.float32)
+
+    def sample_from(self, p, noise):
         mean, log_std = self.split(p)
-        return mean + jnp.exp(log_std) * jax.random.normal(key, mean.shape, mean.dtype)
+        return mean + jnp.exp(log_std) * noise
+
+    def sample(self, key, p):
+        return self.sample_from(p, self.noise(key, p.shape[:-1]))
 
     def mode(self, p):
         return self.split(p)[0]
@@ -84,8 +93,16 @@ class Categorical:
         lq = jax.nn.log_softmax(q, axis=-1)
         return jnp.sum(jnp.exp(lp) * (lp - lq), axis=-1)
 
+    def noise(self, key, batch_shape):
+        """Gumbel draws, (*batch_shape, n): the Gumbel-max trick, as jax.random.categorical
+        samples (tests/test_distributions.py checks that the two agree)."""
+        return jax.random.gumbel(key, (*batch_shape, self.n), jnp.float32)
+
+    def sample_from(self, p, noise):
+        return jnp.argmax(p + noise, axis=-1)
+
     def sample(self, key, p):
-        return jax.random.categorical(key, p, axis=-1)
+        return self.sample_from(p, self.noise(key, p.shape[:-1]))
 
     def mode(self, p):
         return jnp.argmax(p, axis=-1)
