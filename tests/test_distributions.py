@@ -70,23 +70,23 @@ def test_batched_shapes():
 
 
 def test_sampling_draws_what_jax_random_draws_so_precomputed_noise_changes_no_run():
-    """A rollout draws every step's noise before its scan (mcpo.jaxenv.loop); the actions, and
-    so every run recorded before that change, stay the same only if `sample` is exactly
-    JAX's own sampler: the normal draw for the Gaussian, jax.random.categorical's Gumbel-max
-    for the categorical."""
+    """A rollout draws every step's random bits before its scan and maps them to actions in
+    the step (mcpo.jaxenv.loop); the actions, and so every run recorded before that change,
+    stay the same only if that map is exactly JAX's own sampler: jax.random.normal for the
+    Gaussian, jax.random.categorical's Gumbel-max for the categorical."""
     keys = jax.random.split(jax.random.PRNGKey(3), 64)
     g = DiagGaussian(2)
     p = jax.random.normal(jax.random.PRNGKey(4), (64, 5, 4))
     mean, log_std = g.split(p)
     by_jax = jax.vmap(lambda k, m, s: m + jnp.exp(s) * jax.random.normal(k, m.shape))(
         keys, mean, log_std)
-    noise = jax.vmap(lambda k: g.noise(k, (5,)))(keys)
+    bits = jax.vmap(lambda k: g.bits(k, (5,)))(keys)
     assert jnp.array_equal(jax.vmap(g.sample)(keys, p), by_jax)
-    assert jnp.array_equal(g.sample_from(p, noise), by_jax)
+    assert jnp.array_equal(g.sample_from_bits(p, bits), by_jax)
     c = Categorical(7)
     logits = 3.0 * jax.random.normal(jax.random.PRNGKey(5), (64, 5, 7))
     by_jax = jax.vmap(lambda k, lg: jax.random.categorical(k, lg, axis=-1))(keys, logits)
-    noise = jax.vmap(lambda k: c.noise(k, (5,)))(keys)
+    bits = jax.vmap(lambda k: c.bits(k, (5,)))(keys)
     assert jnp.array_equal(jax.vmap(c.sample)(keys, logits), by_jax)
-    assert jnp.array_equal(c.sample_from(logits, noise), by_jax)
+    assert jnp.array_equal(c.sample_from_bits(logits, bits), by_jax)
     assert len(np.unique(np.asarray(by_jax))) == 7  # the draws reach every action

@@ -118,20 +118,21 @@ class Loop:
         cfg, policy, E = self.cfg, self.policy, self.cfg.num_envs
         actor = ls.train.params["actor"]
         key, k_roll = jax.random.split(ls.env.key)
-        # Every step's action noise and env keys, drawn before the scan in one batched call
-        # each: the same numbers as drawing them step by step (step t's key split into an
-        # action key and an env key), and the rollout ~13 % shorter on Pendulum (threefry and
-        # the normal's inverse erf leave the per-step loop; benchmarks/RESULTS.md §7.1).
+        # Every step's random bits for the actions, and its env keys, drawn before the scan in
+        # one batched call each: the same numbers as drawing them step by step (step t's key
+        # split into an action key and an env key), and the hashing leaves the per-step loop
+        # (rollout ~0.8x on Pendulum; benchmarks/RESULTS.md §7.1). The bits' float transform
+        # stays in the step (Distribution.sample_from_bits).
         k_act, k_env = jnp.moveaxis(
             jax.vmap(jax.random.split)(jax.random.split(k_roll, cfg.num_steps)), 1, 0)
-        noise = jax.vmap(lambda k: policy.dist.noise(k, (E,)))(k_act)
+        bits = jax.vmap(lambda k: policy.dist.bits(k, (E,)))(k_act)
         env_keys = jax.vmap(lambda k: jax.random.split(k, E))(k_env)
 
         def step(c, x):
             env, obs_rms, ret_rms = c
-            noise_t, env_keys_t = x
+            bits_t, env_keys_t = x
             obs_n = normalize(env.obs, obs_rms, cfg.clip_obs)
-            action = policy.dist.sample_from(policy.dist_params(actor, obs_n), noise_t)
+            action = policy.dist.sample_from_bits(policy.dist_params(actor, obs_n), bits_t)
             env_action = jnp.clip(action, self.low, self.high) if self.box else action
             out = jax.vmap(self.env.step)(env_keys_t, env.state, env_action)
             ep_return = env.ep_return + out.reward
@@ -154,7 +155,7 @@ class Loop:
             return (nxt, obs_rms, ret_rms), record
 
         (env, obs_rms, ret_rms), rec = jax.lax.scan(
-            step, (ls.env, ls.obs_rms, ls.ret_rms), (noise, env_keys))
+            step, (ls.env, ls.obs_rms, ls.ret_rms), (bits, env_keys))
         obs, actions, rewards, term, trunc, final, done, ep_ret, ep_len, success = rec
         ro = Rollout(obs=obs, actions=actions, rewards=rewards, terminated=term,
                      truncated=trunc, final_obs=final,
