@@ -35,7 +35,7 @@ try:  # private JAX API, for unroll_threefry_on_cpu (jax is pinned; skipped if i
 except ImportError:
     _mlir = _threefry = None
 
-from mcpo import xla_threads
+from mcpo import compile_cache, xla_threads
 from mcpo.agent import Agent, run_episodes
 from mcpo.algos import ALGOS
 from mcpo.algos.common import finite_leaves, learning_rate_at
@@ -601,6 +601,7 @@ def enable_compile_cache() -> None:
         return  # read-only home: just compile every time
     jax.config.update("jax_compilation_cache_dir", str(path))
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+    compile_cache.make_safe()  # entries whole or absent, unreadable ones dropped
 
 
 def train(config: TrainConfig | None = None, *, overwrite: bool = False,

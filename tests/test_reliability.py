@@ -910,3 +910,49 @@ def test_ctrl_c_outside_a_run_says_what_is_true_for_the_command(monkeypatch, cap
     assert main(argv) == 130
     err = capsys.readouterr().err
     assert err.startswith("mcpo: ") and message in err and err.count("\n") == 1
+
+
+COMPILE_SCRIPT = """
+import jax, jax.numpy as jnp
+from mcpo.trainer import enable_compile_cache
+enable_compile_cache()
+jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+x = jnp.ones((4, 4))
+for _ in range(3):
+    x = jnp.sin(x) @ x
+print(float(x.sum()))
+"""
+
+
+def test_a_compile_cache_entry_cut_short_is_dropped_and_none_is_ever_left_cut_short(tmp_path):
+    """JAX writes its cache entries in place and never replaces one: a run stopped while
+    writing (a full disk here: a file-size limit) used to leave a truncated entry that every
+    later run failed to read. Now an entry is whole or absent, and an unreadable one (as such
+    a run left it) is dropped and written again."""
+    import resource
+
+    cache = tmp_path / "cache"
+    env = {**os.environ, "MCPO_COMPILE_CACHE": str(cache)}
+
+    def run(limit=None):
+        pre = (lambda: resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))) if limit \
+            else None
+        p = subprocess.run([sys.executable, "-c", COMPILE_SCRIPT], env=env, text=True,
+                           capture_output=True, preexec_fn=pre, timeout=300)
+        assert p.returncode == 0, p.stderr
+        return p.stdout, p.stderr
+
+    out, err = run(limit=512)  # every entry is larger than 512 bytes: every write fails
+    assert "Error writing persistent compilation cache entry" in err
+    assert not any(cache.iterdir())  # nothing partial left behind
+    assert run()[0] == out
+    entries = sorted(cache.glob("*-cache"))
+    assert entries and not [p for p in cache.iterdir() if p not in entries]
+    sizes = {p: p.stat().st_size for p in entries}
+    with open(entries[0], "r+b") as f:  # what an older run stopped mid-write left
+        f.truncate(100)
+    out2, err = run()
+    assert out2 == out
+    assert err.count("Error reading persistent compilation cache entry") == 1
+    assert {p: p.stat().st_size for p in entries} == sizes  # written again, whole
+    assert "Error reading" not in run()[1]
