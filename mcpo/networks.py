@@ -385,8 +385,9 @@ class NatureCNNActorCritic:
     def forward_only(self, fn, obs):
         """fn(obs) for a pass that is never differentiated (theta_old on the rollout, the
         diagnostics after the epochs, MCPO's write test), over any leading axes of frames, in
-        chunks of FORWARD_CHUNK frames (`map_in_chunks`): the same numbers bit for bit when
-        the frames fill whole chunks (tests/test_families.py; else equal up to float rounding),
+        chunks of FORWARD_CHUNK frames (`map_in_chunks`): the same numbers as one pass up to
+        float rounding (bit for bit on an AVX-512 CPU when the frames fill whole chunks; not on
+        AVX2, where XLA tiles the two batch sizes differently: tests/test_families.py),
         ~2x faster on 256 or 1,024 frames, whose im2col patches
         (1,024 x 20 x 20 x 256 floats: 420 MB) no cache holds (benchmarks/RESULTS.md §1.0).
         The losses keep the whole minibatch: under grad, chunks were no faster."""

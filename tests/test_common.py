@@ -167,5 +167,7 @@ def test_dist_and_value_equals_dist_params_and_value_with_their_gradients(dist):
         np.testing.assert_array_equal(a, e)
     ga = jax.jit(jax.grad(partial(loss, fused=True)))(params)
     ge = jax.jit(jax.grad(partial(loss, fused=False)))(params)
+    # the weight gradients sum 64 samples in another order: float32 rounding, which differs
+    # by CPU (AVX2 here: up to 3e-6 on 2 of 256 entries; AVX-512: within 1e-6)
     for a, e in zip(jax.tree.leaves(ga), jax.tree.leaves(ge)):
-        np.testing.assert_allclose(a, e, rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-5)

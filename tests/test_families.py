@@ -266,15 +266,16 @@ def test_dist_and_value_is_one_forward_of_both_heads(kind):
         for g in (g_pi, g_v):
             assert float(np.abs(g["actor"]["trunk"]["conv"][0]["w"]).sum()) > 0
 
-@pytest.mark.parametrize("lead,exact", [((2 * FORWARD_CHUNK,), True), ((4, 16), True),
+@pytest.mark.parametrize("lead,exact", [((2 * FORWARD_CHUNK,), False), ((4, 16), False),
                                         ((3,), True), ((FORWARD_CHUNK + 7,), False),
                                         ((5, 13), False)])
 def test_cnn_forward_only_in_chunks_gives_the_same_numbers(lead, exact):
     """A forward-only pass over a batch of frames (theta_old on the rollout, the diagnostics)
     runs in chunks of FORWARD_CHUNK frames, for any leading axes: the same floats as one pass
-    over the whole batch when the frames fill whole chunks (Atari's 8 x 128 rollouts, 256-frame
-    minibatches) or fewer than one; with a partial last chunk, equal up to float rounding (a
-    matmul's partial row tile takes another kernel)."""
+    over the whole batch for fewer frames than one chunk (one chunk is that pass); otherwise
+    equal up to float rounding. (Whole chunks, as Atari's 8 x 128 rollouts fill them, are bit
+    for bit equal on an AVX-512 CPU but ~1e-8 apart on AVX2, where XLA tiles a 32-frame and a
+    64-frame matmul differently; a partial last chunk takes another kernel everywhere.)"""
     space = gym.spaces.Box(0, 255, (4, 84, 84), np.uint8)
     policy = make_policy(space, gym.spaces.Discrete(4), kind="nature-cnn")
     params = policy.init(jax.random.PRNGKey(3))
@@ -287,7 +288,7 @@ def test_cnn_forward_only_in_chunks_gives_the_same_numbers(lead, exact):
         if exact:
             np.testing.assert_array_equal(a, b)
         else:
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
     calls = []
     mapped = map_in_chunks(lambda x: calls.append(x.shape) or x * 2, jnp.arange(70.0), 32)
     np.testing.assert_array_equal(mapped, jnp.arange(70.0) * 2)
