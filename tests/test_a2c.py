@@ -121,14 +121,20 @@ def test_a2c_learns_cartpole(run_dir):
 
 
 @pytest.mark.slow
-def test_a2c_improves_on_pendulum(run_dir):
+def test_a2c_improves_on_pendulum(tmp_path):
     # One step per batch learns Pendulum far slower than PPO's 10 x 16 steps per batch (with
     # the preset's 100k steps A2C's gain stayed <= 170 in every setting we tried). So: 300k in
     # 256-step batches (4 x 64, ~1170 steps), lr 3e-3 held constant (--no-anneal-lr: with
     # linear decay, the lr is small by the time the critic is good enough; gain 328 vs 1056).
-    # Seeds 1-3 gain 1056, 929, 616.
-    _, rows = quick_train(run_dir, "a2c", PENDULUM_QUICK, num_steps=64, learning_rate=3e-3,
-                          total_timesteps=300_000, anneal_lr=False, **ONE_STEP)
-    first, last, gain = pendulum_gain(rows)
-    assert first < -1000
-    assert gain >= PENDULUM_MIN_GAIN, (first, last)
+    # A2C on Pendulum is fragile enough that one seed's gain depends on the CPU's float
+    # rounding: seeds 1-3 gained 1056, 929, 616 on an AVX-512 EPYC and 219, 422, 603 on an
+    # AVX2 one (2026-12-07). So the claim is the median of three seeds.
+    gains = []
+    for seed in (1, 2, 3):
+        _, rows = quick_train(tmp_path / str(seed), "a2c", PENDULUM_QUICK, num_steps=64,
+                              learning_rate=3e-3, total_timesteps=300_000, anneal_lr=False,
+                              seed=seed, **ONE_STEP)
+        first, last, gain = pendulum_gain(rows)
+        assert first < -1000
+        gains.append(gain)
+    assert float(np.median(gains)) >= PENDULUM_MIN_GAIN, gains
