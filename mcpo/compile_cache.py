@@ -14,14 +14,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jax
 from jax._src import compilation_cache, lru_cache
 
 from mcpo.checkpoint import atomic_write_bytes
 
 
 def _entry(key: str) -> Path | None:
-    import jax
-
     where = jax.config.jax_compilation_cache_dir
     if not where or "://" in str(where):
         return None
