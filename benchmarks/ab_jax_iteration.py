@@ -19,24 +19,17 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from ab_rollout import export_base  # noqa: E402
+from profile_update import group_after_two_iterations  # noqa: E402
 
 
 def build(pkg, algo: str, env_id: str):
     """(jitted iteration, jitted rollout, state) of a one-seed group after two iterations."""
     import jax
 
-    class Grab(pkg.Callback):
-        def on_train_start(self, trainer):
-            self.group = trainer.group
-
-    grab = Grab()
-    cfg = pkg.make_config(algo, env_id, backend="gymnax", progress=False, tensorboard=False,
-                          run_dir=f"{tempfile.mkdtemp()}/r{{seed}}", eval_episodes=0,
-                          snapshots=0, checkpoint_every=10**9)
-    pkg.train(cfg.replace(total_timesteps=2 * cfg.batch_size), seeds=[0], callbacks=[grab])
-    loop, over = grab.group.functions(0)
+    group = group_after_two_iterations(algo, env_id, 1, {}, tempfile.mkdtemp(), pkg=pkg)
+    loop, over = group.functions(0)
     rollout = jax.jit(over(lambda s: loop.rollout(s)[0]))
-    return grab.group.step_function(0), rollout, grab.group.shards[0]
+    return group.step_function(0), rollout, group.shards[0]
 
 
 def paired_ms(fa, xa, fb, xb, rounds: int) -> tuple[float, float]:

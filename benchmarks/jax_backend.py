@@ -90,6 +90,17 @@ class Splitter(mcpo.Callback):
         self.group = getattr(trainer, "group", None)
 
 
+def median_ms(f, *args, n: int = 20) -> float:
+    """Median wall ms of `f(*args)` over n calls, after one call to compile and warm up."""
+    jax.block_until_ready(f(*args))
+    ts = []
+    for _ in range(n):
+        t = time.perf_counter()
+        jax.block_until_ready(f(*args))
+        ts.append(time.perf_counter() - t)
+    return 1000 * statistics.median(ts)
+
+
 def split_times(group: GroupRunner, n: int = 5) -> dict:
     """ms per call of the jitted iteration alone, its rollout alone and its update alone (GAE
     included), on the group's final state (every program dispatched at once, each on its
@@ -111,15 +122,7 @@ def split_times(group: GroupRunner, n: int = 5) -> dict:
     out = {}
     for name, fs, args in (("jitted", steps, (shards,)), ("rollout", rollout, (shards,)),
                            ("update", update, (shards, ros))):
-        def call():
-            return [f(*a) for f, *a in zip(fs, *args)]
-        jax.block_until_ready(call())
-        ts = []
-        for _ in range(n):
-            t = time.perf_counter()
-            jax.block_until_ready(call())
-            ts.append(time.perf_counter() - t)
-        out[name] = 1000 * statistics.median(ts)
+        out[name] = median_ms(lambda fs=fs, args=args: [f(*a) for f, *a in zip(fs, *args)], n=n)
     return out
 
 

@@ -103,21 +103,31 @@ def host_update(algo: str, env_id: str, overrides: dict):
     return update, (state, batch)
 
 
-def gymnax_iteration(algo: str, env_id: str, seeds: int, overrides: dict, tmp: str):
-    """The group's jitted, vmapped iteration and its state after two iterations."""
-    import mcpo
+def group_after_two_iterations(algo: str, env_id: str, seeds: int, overrides: dict, tmp: str,
+                               pkg=None):
+    """The GroupRunner of a `--backend gymnax` run of `seeds` seeds after two iterations
+    (`pkg`: the mcpo package to train with; benchmarks/ab_jax_iteration.py passes a base
+    commit's)."""
+    if pkg is None:
+        import mcpo as pkg
 
-    class Grab(mcpo.Callback):
+    class Grab(pkg.Callback):
         def on_train_start(self, trainer):
             self.group = getattr(trainer, "group", None)
 
     grab = Grab()
-    cfg = mcpo.make_config(algo, env_id, backend="gymnax", run_dir=f"{tmp}/r{{seed}}",
-                           progress=False, tensorboard=False, eval_episodes=0, snapshots=0,
-                           checkpoint_every=10**9, **overrides)
+    cfg = pkg.make_config(algo, env_id, backend="gymnax", run_dir=f"{tmp}/r{{seed}}",
+                          progress=False, tensorboard=False, eval_episodes=0, snapshots=0,
+                          checkpoint_every=10**9, **overrides)
     cfg = cfg.replace(total_timesteps=2 * cfg.batch_size)
-    mcpo.train(cfg, seeds=list(range(seeds)), callbacks=[grab])
-    return grab.group.step_function(0), (grab.group.shards[0],)
+    pkg.train(cfg, seeds=list(range(seeds)), callbacks=[grab])
+    return grab.group
+
+
+def gymnax_iteration(algo: str, env_id: str, seeds: int, overrides: dict, tmp: str):
+    """The group's jitted, vmapped iteration and its state after two iterations."""
+    group = group_after_two_iterations(algo, env_id, seeds, overrides, tmp)
+    return group.step_function(0), (group.shards[0],)
 
 
 def main() -> int:

@@ -21,29 +21,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from jax_backend import ours, rejax  # noqa: E402
+from jax_backend import median_ms, ours, rejax  # noqa: E402
 
 STEPS, MB, H = 320, 64, 64   # minibatch steps per iteration, minibatch size, hidden width
-
-
-def median_ms(f, *args, n: int = 20) -> float:
-    jax.block_until_ready(f(*args))
-    ts = []
-    for _ in range(n):
-        t = time.perf_counter()
-        jax.block_until_ready(f(*args))
-        ts.append(time.perf_counter() - t)
-    return 1000 * statistics.median(ts)
 
 
 @jax.jit

@@ -20,18 +20,15 @@ from jax._src import compilation_cache, lru_cache
 from mcpo.checkpoint import atomic_write_bytes
 
 
-def _entry(key: str) -> Path | None:
-    where = jax.config.jax_compilation_cache_dir
-    if not where or "://" in str(where):
-        return None
-    return Path(where) / f"{key}{lru_cache._CACHE_SUFFIX}"
+def _entry(directory, key: str) -> Path:
+    return Path(str(directory)) / f"{key}{lru_cache._CACHE_SUFFIX}"
 
 
 def _atomic_put(original):
     def put(self, key: str, value: bytes) -> None:
         if self.eviction_enabled or not key:
             return original(self, key, value)  # JAX's own locking and eviction
-        path = Path(str(self.path)) / f"{key}{lru_cache._CACHE_SUFFIX}"
+        path = _entry(self.path, key)
         if not path.exists():
             atomic_write_bytes(path, value)  # JAX warns if it raises, and goes on
     put.mcpo_safe = True
@@ -43,9 +40,9 @@ def _dropping_get(original):
         try:
             return original(cache_key, *args, **kwargs)
         except Exception:
-            entry = _entry(cache_key)
-            if entry is not None:
-                entry.unlink(missing_ok=True)
+            where = jax.config.jax_compilation_cache_dir
+            if where and "://" not in str(where):  # a local directory
+                _entry(where, cache_key).unlink(missing_ok=True)
             raise  # JAX warns and compiles
     get_executable_and_time.mcpo_safe = True
     return get_executable_and_time

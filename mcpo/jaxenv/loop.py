@@ -121,7 +121,7 @@ class Loop:
         # Every step's random bits for the actions, and its env keys, drawn before the scan in
         # one batched call each: the same numbers as drawing them step by step (step t's key
         # split into an action key and an env key), and the hashing leaves the per-step loop
-        # (rollout ~0.8x on Pendulum; benchmarks/RESULTS.md §7.1). The bits' float transform
+        # (rollout 0.89-0.94x on Pendulum and CartPole; benchmarks/RESULTS.md §7.1). The bits' float transform
         # stays in the step (Distribution.sample_from_bits).
         k_act, k_env = jnp.moveaxis(
             jax.vmap(jax.random.split)(jax.random.split(k_roll, cfg.num_steps)), 1, 0)
